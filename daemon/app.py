@@ -1,0 +1,48 @@
+"""The composition root: one object that holds what every command needs, built once.
+
+Nothing here is global: the CLI builds an :class:`App` from the loaded config and passes it
+down; tests build one with a :class:`~daemon.clock.FixedClock` and a temporary database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from daemon import db as dbmod
+from daemon.clock import Clock, SystemClock
+from daemon.config import Config
+from daemon.ticket_numbers import NumberFormat
+
+
+@dataclass
+class App:
+    config: Config
+    clock: Clock = field(default_factory=SystemClock)
+    _upgraded: bool = False
+
+    @cached_property
+    def db(self) -> dbmod.Database:
+        return dbmod.connect(self.config.database.url, self.config.base_dir,
+                             echo=self.config.database.echo)
+
+    def ready_db(self) -> dbmod.Database:
+        """The database, migrated to the newest schema (commands that write call this)."""
+        if not self._upgraded:
+            dbmod.upgrade(self.db)
+            self._upgraded = True
+        return self.db
+
+    @cached_property
+    def numbers(self) -> NumberFormat:
+        return NumberFormat(self.config.tickets.prefix, self.config.tickets.serial_width,
+                            self.config.support.timezone)
+
+    @property
+    def attachments_dir(self) -> Path:
+        return Path(self.config.attachments.dir)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()

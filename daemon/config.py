@@ -1,0 +1,358 @@
+"""config.toml -> frozen, validated config objects.
+
+The shipped `config.toml` is the schema: every key it lists is declared here as a dataclass
+field with its default, its expected shape (``spec``) and whether it is a path. Loading checks
+every key of the file against these declarations, so a misspelt key, a wrong type or an
+impossible value is an error that names the file, the section and key, what was expected and
+what was found::
+
+    config.toml: [imap] port: expected an integer 1-65535, got "abc"
+
+Secrets never live in the file: a section names an environment variable (``password_env``) or
+a file (``password_file``) and :meth:`Secret.reveal` reads it only when a connection is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from daemon.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Check:
+    """A value check: ``expected`` is the phrase shown to the user when ``ok`` says no."""
+
+    expected: str
+    ok: Callable[[Any], bool]
+
+
+def spec(check: Check | None = None, *, path: bool = False) -> dict[str, object]:
+    """Field metadata: an extra check, and whether the value is a path relative to the file."""
+    return {"check": check, "path": path}
+
+
+def one_of(*choices: str) -> Check:
+    return Check("one of " + ", ".join(f'"{c}"' for c in choices), lambda v: v in choices)
+
+
+def int_range(low: int, high: int | None = None) -> Check:
+    if high is None:
+        return Check(f"an integer >= {low}", lambda v: v >= low)
+    return Check(f"an integer {low}-{high}", lambda v: low <= v <= high)
+
+
+def _is_zone(value: str) -> bool:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_address(value: str) -> bool:
+    local, _, domain = value.rpartition("@")
+    return bool(local) and "." in domain and " " not in value
+
+
+_ZONE = Check('an IANA time zone name such as "Asia/Shanghai"', _is_zone)
+_ADDRESS = Check("an e-mail address", _is_address)
+_PREFIX = Check("1-10 ASCII letters", lambda v: v.isascii() and v.isalpha() and len(v) <= 10)
+_LOCALE = one_of("zh-CN", "en")
+_URL = Check(
+    'a "sqlite:///path" or "postgresql+psycopg://..." URL',
+    lambda v: v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")),
+)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """Where a password comes from; never its value. ``repr`` shows only the source."""
+
+    section: str
+    env: str = ""
+    file: Path | None = None
+
+    def __repr__(self) -> str:
+        where = f"env {self.env}" if self.env else f"file {self.file}" if self.file else "none"
+        return f"Secret({where})"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.env or self.file)
+
+    def reveal(self) -> str:
+        """The password, read now; a ConfigError that names the source when it is missing."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(
+                    f"[{self.section}] password_env: environment variable {self.env} is not set"
+                )
+            return value
+        if self.file:
+            try:
+                return self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"[{self.section}] password_file: cannot read {self.file}: {exc.strerror}"
+                ) from None
+        return ""
+
+
+@dataclass(frozen=True)
+class SupportConfig:
+    address: str = field(default="support@example.com", metadata=spec(_ADDRESS))
+    name: str = "Support"
+    locale: str = field(default="zh-CN", metadata=spec(_LOCALE))
+    timezone: str = field(default="Asia/Shanghai", metadata=spec(_ZONE))
+    # Other addresses that are ours (aliases): mail from them never opens a ticket.
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        return frozenset(a.lower() for a in (self.address, *self.aliases))
+
+
+@dataclass(frozen=True)
+class TicketsConfig:
+    prefix: str = field(default="TS", metadata=spec(_PREFIX))
+    serial_width: int = field(default=6, metadata=spec(int_range(3, 12)))
+    # A subject number from someone who is not a participant: "link" opens a new ticket that
+    # links to the old one; "append" appends to it and flags the message as untrusted.
+    stranger_number: str = field(default="link", metadata=spec(one_of("link", "append")))
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = field(default="sqlite:///var/tickets.db", metadata=spec(_URL))
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str = ""  # empty: no mailbox configured (ingest from files only)
+    port: int = field(default=993, metadata=spec(int_range(1, 65535)))
+    security: str = field(default="ssl", metadata=spec(one_of("ssl", "starttls", "none")))
+    username: str = ""
+    password_env: str = ""
+    password_file: str = field(default="", metadata=spec(path=True))
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    after_processing: str = field(default="move", metadata=spec(one_of("move", "flag")))
+    poll_interval: int = field(default=60, metadata=spec(int_range(1, 86400)))
+    batch_size: int = field(default=50, metadata=spec(int_range(1, 1000)))
+    idle: bool = True
+    timeout: int = field(default=60, metadata=spec(int_range(1, 3600)))
+
+    @property
+    def password(self) -> Secret:
+        return Secret("imap", self.password_env, Path(self.password_file) if self.password_file
+                      else None)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    backend: str = field(default="file", metadata=spec(one_of("smtp", "file")))
+    host: str = "localhost"
+    port: int = field(default=587, metadata=spec(int_range(1, 65535)))
+    security: str = field(default="starttls", metadata=spec(one_of("ssl", "starttls", "none")))
+    username: str = ""
+    password_env: str = ""
+    password_file: str = field(default="", metadata=spec(path=True))
+    file_dir: str = field(default="var/outbox", metadata=spec(path=True))
+    timeout: int = field(default=30, metadata=spec(int_range(1, 3600)))
+    max_attempts: int = field(default=8, metadata=spec(int_range(1, 100)))
+    retry_base: int = field(default=60, metadata=spec(int_range(1, 86400)))
+    batch_size: int = field(default=50, metadata=spec(int_range(1, 10000)))
+
+    @property
+    def password(self) -> Secret:
+        return Secret("smtp", self.password_env, Path(self.password_file) if self.password_file
+                      else None)
+
+
+@dataclass(frozen=True)
+class AttachmentsConfig:
+    dir: str = field(default="var/attachments", metadata=spec(path=True))
+    max_bytes: int = field(default=25 * 1024 * 1024, metadata=spec(int_range(1)))
+    max_message_bytes: int = field(default=50 * 1024 * 1024, metadata=spec(int_range(1)))
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """Outgoing mail policy."""
+
+    loop_header: str = "X-Ticketd-Loop"
+    # Automatic mails to one address per rolling hour before the loop brake holds them back.
+    auto_reply_limit: int = field(default=5, metadata=spec(int_range(0)))
+    # Hours after a permanent bounce during which no automatic mail goes to that address.
+    bounce_hold_hours: int = field(default=72, metadata=spec(int_range(0)))
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    dir: str = field(default="templates/mail", metadata=spec(path=True))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = field(default="info", metadata=spec(one_of("debug", "info", "warning", "error")))
+    format: str = field(default="text", metadata=spec(one_of("text", "json")))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``path`` is the file it came from (None: embedded defaults)."""
+
+    support: SupportConfig = SupportConfig()
+    tickets: TicketsConfig = TicketsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    imap: ImapConfig = ImapConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
+    mail: MailConfig = MailConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    logging: LoggingConfig = LoggingConfig()
+    path: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+
+T = TypeVar("T")
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def _coerce(kind: Any, value: Any) -> tuple[Any, str | None]:
+    """Check a TOML value against a field type; returns (value, expected-if-wrong)."""
+    if get_origin(kind) is tuple:
+        (inner, _) = get_args(kind)
+        ok = isinstance(value, list) and all(isinstance(v, inner) for v in value)
+        return (tuple(value) if ok else value), (None if ok else "a list of strings")
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return value, None if ok else "an integer"
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else value, None if ok else "a number"
+    return value, None if isinstance(value, kind) else _TYPE_NAMES.get(kind, str(kind))
+
+
+def _section(cls: type[T], table: Any, name: str, where: str, base: Path) -> T:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{name}]: expected a table, got {_show(table)}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{where}: [{name}] {key}: unknown key (known keys: {known})")
+        meta: Mapping[str, Any] = fields[key].metadata
+        value, expected = _coerce(hints[key], raw)
+        check: Check | None = meta.get("check")
+        if check is not None and (expected is not None or not check.ok(value)):
+            expected = check.expected
+        if expected is not None:
+            raise ConfigError(f"{where}: [{name}] {key}: expected {expected}, got {_show(value)}")
+        if meta.get("path") and value:
+            value = str((base / value).resolve()) if not Path(value).is_absolute() else value
+        values[key] = value
+    for key, f in fields.items():
+        if key not in values and f.metadata.get("path"):
+            default = f.default
+            if isinstance(default, str) and default and not Path(default).is_absolute():
+                values[key] = str((base / default).resolve())
+    return cls(**values)
+
+
+def from_mapping(data: Mapping[str, Any], *, where: str, base: Path,
+                 path: Path | None = None) -> Config:
+    """Build a Config from parsed TOML; errors name ``where`` (the file) and the key."""
+    sections: dict[str, Any] = {}
+    hints = get_type_hints(Config)
+    known = [f.name for f in dataclasses.fields(Config) if f.name != "path"]
+    for name, table in data.items():
+        if name not in known:
+            raise ConfigError(
+                f"{where}: [{name}]: unknown section (known sections: {', '.join(known)})"
+            )
+        sections[name] = _section(hints[name], table, name, where, base)
+    for name in known:
+        if name not in sections:
+            sections[name] = _section(hints[name], {}, name, where, base)
+    config = Config(**sections, path=path)
+    _cross_checks(config, where)
+    return config
+
+
+def _cross_checks(config: Config, where: str) -> None:
+    imap = config.imap
+    if imap.host and not imap.username:
+        raise ConfigError(f"{where}: [imap] username: expected a user name when host is set")
+    if imap.password_env and imap.password_file:
+        raise ConfigError(f"{where}: [imap] password_env and password_file: set only one")
+    if config.smtp.password_env and config.smtp.password_file:
+        raise ConfigError(f"{where}: [smtp] password_env and password_file: set only one")
+    if config.attachments.max_bytes > config.attachments.max_message_bytes:
+        raise ConfigError(
+            f"{where}: [attachments] max_bytes: expected at most max_message_bytes "
+            f"({config.attachments.max_message_bytes}), got {config.attachments.max_bytes}"
+        )
+
+
+def default_path() -> Path:
+    """$TICKETD_CONFIG, else ./config.toml."""
+    return Path(os.environ.get("TICKETD_CONFIG") or "config.toml")
+
+
+def load(path: Path | None = None) -> Config:
+    """Load and validate a config file.
+
+    With no path given and no ``./config.toml`` or ``$TICKETD_CONFIG``, the embedded defaults
+    are used with the current directory as the base, so a newcomer needs no file at all.
+    """
+    explicit = path is not None or "TICKETD_CONFIG" in os.environ
+    path = path or default_path()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"{path}: config file not found")
+        return from_mapping({}, where=str(path), base=Path.cwd())
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return from_mapping(data, where=str(path), base=path.parent.resolve(), path=path.resolve())

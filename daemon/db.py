@@ -1,0 +1,131 @@
+"""Database engine, sessions, one-transaction-per-unit-of-work, and schema upgrades.
+
+SQLite gets WAL mode, a busy timeout and ``BEGIN IMMEDIATE`` for every transaction, so
+concurrent writers (several ``ticketd`` processes, or ``ingest`` beside ``run``) queue on the
+lock instead of failing with "database is locked" when a read turns into a write. PostgreSQL is
+used as is. Migrations are alembic scripts shipped inside the package (``daemon/migrations``);
+:func:`upgrade` applies them, and every command that writes calls it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from daemon.errors import ConfigError, TransientError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def resolve_url(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite path relative to the config file's folder, and create its folder."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"[database] url: expected a database URL, got {url!r}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            path = base_dir / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
+        # The psycopg (3) driver is the one we ship; a bare postgresql:// URL means it too.
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass
+class Database:
+    """An engine and its session factory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back on any exception."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def connect(url: str, base_dir: Path, *, echo: bool = False) -> Database:
+    url = resolve_url(url, base_dir)
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if url.startswith("postgresql"):
+        kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _sqlite_setup(engine)
+    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+
+
+def _alembic_config(db: Database) -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = db.engine
+    return cfg
+
+
+def upgrade(db: Database) -> None:
+    """Create or migrate the schema to the newest revision (idempotent)."""
+    from alembic import command
+
+    try:
+        command.upgrade(_alembic_config(db), "head")
+    except OperationalError as exc:
+        raise TransientError(f"database: cannot upgrade schema: {exc.orig}") from exc
+
+
+def current_revision(db: Database) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def table_names(db: Database) -> list[str]:
+    return sorted(inspect(db.engine).get_table_names())

@@ -1,0 +1,48 @@
+"""Logging set-up: one line per event that matters, as plain text or JSON, never a secret.
+
+Each concern has its own named logger (``ticketd.intake``, ``ticketd.imap``, ``ticketd.outbox``,
+``ticketd.templates`` ...), so an operator can filter by it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from daemon.config import Config
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            data.update(extra)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def setup(*, debug: bool, cfg: Config | None) -> None:
+    root = logging.getLogger("ticketd")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = cfg.logging.format if cfg else "text"
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    level = "debug" if debug else (cfg.logging.level if cfg else "info")
+    root.setLevel(getattr(logging, level.upper()))
+    root.propagate = False

@@ -1,0 +1,242 @@
+"""The database tables, as SQLAlchemy 2 typed mappings.
+
+Only these modules write rows: ``tickets`` (tickets, events), ``intake.pipeline`` (messages,
+attachments, intake log), ``intake.quarantine``, ``ticket_numbers`` (counters),
+``replies.outbox`` (outbox) and ``intake.imap`` (cursors). The event log is append-only: every
+change to a ticket adds a row, so a ticket can be traced end to end.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), index=True, default="new")
+    priority: Mapped[str] = mapped_column(String(4), default="P2")
+    category: Mapped[str | None] = mapped_column(String(40))
+    team: Mapped[str | None] = mapped_column(String(40))
+    handler: Mapped[str | None] = mapped_column(String(320))
+    requester_name: Mapped[str] = mapped_column(String(320), default="")
+    requester_email: Mapped[str] = mapped_column(String(320), index=True)
+    cc: Mapped[list[Any]] = mapped_column(default=list)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    language: Mapped[str] = mapped_column(String(10), default="en")
+    mailbox: Mapped[str | None] = mapped_column(String(200))
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
+    )
+    events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+
+
+class Message(Base):
+    """One mail in either direction; the raw bytes are kept for incoming mail."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
+    kind: Mapped[str] = mapped_column(String(30))  # "new", "follow-up", "acceptance", ...
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    # Message-ID, or "sha256:<raw hash>" when it is missing or reused by an unrelated mail.
+    dedup_key: Mapped[str] = mapped_column(String(998), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[Any]] = mapped_column(default=list)
+    from_name: Mapped[str] = mapped_column(String(320), default="")
+    from_email: Mapped[str] = mapped_column(String(320), default="")
+    to: Mapped[list[Any]] = mapped_column(default=list)
+    cc: Mapped[list[Any]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None]
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str | None] = mapped_column(Text)
+    new_text: Mapped[str] = mapped_column(Text, default="")
+    quoted_text: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    origin: Mapped[str] = mapped_column(Text, default="")
+    trusted: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+
+    ticket: Mapped[Ticket | None] = relationship(back_populates="messages",
+                                                 foreign_keys=[ticket_id])
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="message",
+                                                         order_by="Attachment.id")
+
+
+class Attachment(Base):
+    """An attachment's metadata; the bytes live content-addressed under [attachments] dir."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(Text)
+    safe_filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    inline: Mapped[bool] = mapped_column(default=False)
+    skipped: Mapped[str | None] = mapped_column(Text)  # why it was not stored, if it was not
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class Event(Base):
+    """Append-only log: who did what to which ticket, when, with before/after values."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class IntakeRecord(Base):
+    """Every message intake has seen, whatever became of it: the dedup memory."""
+
+    __tablename__ = "intake_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(998), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    raw_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(20))  # created|appended|ignored|bounce|quarantined
+    reason: Mapped[str] = mapped_column(Text, default="")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    origin: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+
+
+class Quarantined(Base):
+    """A message that could not be processed, kept whole with the reason."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    released_at: Mapped[datetime | None]
+
+
+class MailboxCursor(Base):
+    """Where polling of one IMAP folder stands."""
+
+    __tablename__ = "mailbox_cursors"
+
+    mailbox: Mapped[str] = mapped_column(String(400), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_poll_at: Mapped[datetime | None]
+
+
+class TicketCounter(Base):
+    """The last serial handed out for one prefix on one local day."""
+
+    __tablename__ = "ticket_counters"
+    __table_args__ = (UniqueConstraint("prefix", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(10))
+    day: Mapped[str] = mapped_column(String(8))
+    last_serial: Mapped[int] = mapped_column(BigInteger)
+
+
+class OutboxMail(Base):
+    """A mail to send, written in the same transaction as the change that causes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[Any]] = mapped_column()
+    subject: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    automatic: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued|sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Lease(Base):
+    """A time-limited claim on a shared job (one mailbox poller among several instances)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(400), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]

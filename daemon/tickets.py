@@ -1,0 +1,185 @@
+"""The sole writer of tickets: every change goes through here and leaves an Event.
+
+The support process demands that a ticket be traceable end to end, so nothing else assigns to a
+ticket's columns: :func:`create`, :func:`change` and :func:`record` write the row and the event
+in the caller's transaction. :func:`to_dict` is the one JSON shape shown by the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from daemon.errors import NotFound
+from daemon.models import Event, Message, Ticket
+
+STATUSES = ("new", "open", "need_info", "resolved", "closed")
+PRIORITIES = ("P0", "P1", "P2", "P3")
+SYSTEM = "ticketd"
+
+
+def record(
+    session: Session,
+    ticket: Ticket,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    detail: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> Event:
+    """Append one event to a ticket's log."""
+    event = Event(ticket=ticket, at=at, actor=actor, action=action, detail=detail,
+                  before=before, after=after)
+    session.add(event)
+    return event
+
+
+def create(
+    session: Session,
+    *,
+    number: str,
+    subject: str,
+    requester_name: str,
+    requester_email: str,
+    at: datetime,
+    cc: Sequence[str] = (),
+    language: str = "en",
+    priority: str = "P2",
+    category: str | None = None,
+    team: str | None = None,
+    fields: dict[str, str] | None = None,
+    mailbox: str | None = None,
+    actor: str | None = None,
+    detail: str = "",
+) -> Ticket:
+    """Open a ticket and log its creation with every initial value."""
+    ticket = Ticket(
+        number=number, subject=subject, status="new", priority=priority, category=category,
+        team=team, requester_name=requester_name, requester_email=requester_email.lower(),
+        cc=sorted({c.lower() for c in cc} - {requester_email.lower()}), fields=fields or {},
+        language=language, mailbox=mailbox, created_at=at, updated_at=at,
+    )
+    session.add(ticket)
+    session.flush()
+    record(session, ticket, at=at, actor=actor or requester_email.lower(), action="created",
+           detail=detail or f"ticket opened by mail from {requester_email.lower()}",
+           after={"status": "new", "priority": priority, "category": category, "team": team})
+    return ticket
+
+
+_CHANGEABLE = frozenset({"status", "priority", "category", "team", "handler", "subject",
+                         "fields", "cc"})
+
+
+def change(session: Session, ticket: Ticket, *, at: datetime, actor: str, action: str,
+           detail: str = "", **values: Any) -> Event | None:
+    """Set ticket columns and log before/after; no event when nothing actually changes."""
+    unknown = set(values) - _CHANGEABLE
+    if unknown:
+        raise ValueError(f"not a changeable ticket field: {', '.join(sorted(unknown))}")
+    before = {k: getattr(ticket, k) for k, v in values.items() if getattr(ticket, k) != v}
+    if not before:
+        return None
+    after = {k: values[k] for k in before}
+    for key, value in after.items():
+        setattr(ticket, key, value)
+    ticket.updated_at = at
+    return record(session, ticket, at=at, actor=actor, action=action, detail=detail,
+                  before=before, after=after)
+
+
+def touch(ticket: Ticket, at: datetime) -> None:
+    ticket.updated_at = max(ticket.updated_at, at)
+
+
+def get(session: Session, number: str) -> Ticket:
+    ticket = find(session, number)
+    if ticket is None:
+        raise NotFound(f"ticket {number}: no such ticket")
+    return ticket
+
+
+def find(session: Session, number: str) -> Ticket | None:
+    stmt = (select(Ticket).where(func.upper(Ticket.number) == number.strip().upper())
+            .options(selectinload(Ticket.messages).selectinload(Message.attachments),
+                     selectinload(Ticket.events)))
+    return session.scalars(stmt).first()
+
+
+def listing(session: Session, status: str | None = None) -> list[Ticket]:
+    stmt = select(Ticket).order_by(Ticket.id)
+    if status:
+        stmt = stmt.where(Ticket.status == status)
+    return list(session.scalars(stmt))
+
+
+def participants(ticket: Ticket) -> frozenset[str]:
+    """Addresses allowed to speak on a ticket: requester, copied addresses, handler."""
+    people = {ticket.requester_email, *ticket.cc}
+    if ticket.handler:
+        people.add(ticket.handler.lower())
+    return frozenset(p.lower() for p in people if p)
+
+
+def _iso(at: datetime | None, zone: tzinfo | None = None) -> str | None:
+    if at is None:
+        return None
+    return (at.astimezone(zone) if zone else at).isoformat()
+
+
+def message_dict(message: Message, zone: tzinfo | None = None) -> dict[str, Any]:
+    return {
+        "direction": message.direction,
+        "kind": message.kind,
+        "message_id": message.message_id,
+        "in_reply_to": message.in_reply_to,
+        "from": {"name": message.from_name, "email": message.from_email},
+        "to": list(message.to),
+        "cc": list(message.cc),
+        "subject": message.subject,
+        "date": _iso(message.date, zone),
+        "body_text": message.new_text if message.direction == "in" else message.body_text,
+        "quoted_text": message.quoted_text,
+        "trusted": message.trusted,
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "size": a.size,
+             "sha256": a.sha256, "skipped": a.skipped}
+            for a in message.attachments
+        ],
+    }
+
+
+def to_dict(ticket: Ticket, *, full: bool = True, zone: tzinfo | None = None) -> dict[str, Any]:
+    """The JSON shape of `tickets show --json` (full) and `tickets list --json`.
+
+    Times are ISO 8601 with the offset of ``zone`` (the configured support time zone).
+    """
+    data: dict[str, Any] = {
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "category": ticket.category,
+        "team": ticket.team,
+        "requester": {"name": ticket.requester_name, "email": ticket.requester_email},
+        "handler": ticket.handler,
+        "cc": list(ticket.cc),
+        "fields": dict(ticket.fields),
+        "language": ticket.language,
+        "created_at": _iso(ticket.created_at, zone),
+        "updated_at": _iso(ticket.updated_at, zone),
+    }
+    if full:
+        data["messages"] = [message_dict(m, zone) for m in ticket.messages]
+        data["events"] = [
+            {"at": _iso(e.at, zone), "actor": e.actor, "action": e.action, "detail": e.detail,
+             "before": e.before, "after": e.after}
+            for e in ticket.events
+        ]
+    return data
