@@ -1,0 +1,246 @@
+"""Turn a rendered mail into a standards-correct MIME message, ready for SMTP.
+
+The rest of ticketd hands over plain values (a :class:`RenderedMail`, addresses, ids) and gets
+an :class:`email.message.EmailMessage` back; every header rule lives here:
+
+* Bodies are UTF-8: ``text/plain``, or ``multipart/alternative`` (text, then HTML) when there
+  is HTML; ``multipart/mixed`` around that when there are attachments. Mostly-Chinese text is
+  base64, mostly-ASCII text quoted-printable, so no line is 8-bit.
+* Subject and display names are RFC 2047 encoded, attachment file names RFC 2231.
+* ``Message-ID`` is ``<ticketd.<token>@<domain>>``; the token is unguessable, so a reply that
+  carries it in ``References`` proves it answers a mail we sent (see ``replies.trust``).
+* ``References`` follows RFC 5322 §3.6.4 (the parent's References plus its Message-ID),
+  de-duplicated and capped at :data:`MAX_REFERENCES`, keeping the first id and the latest.
+* Automatic mail says so (RFC 3834): ``Auto-Submitted: auto-replied`` when it answers a message
+  (it has ``In-Reply-To``), ``auto-generated`` otherwise, plus
+  ``X-Auto-Response-Suppress: OOF, AutoReply`` for Exchange. Not ``All``: that would also
+  suppress the non-delivery reports ``intake.bounces`` relies on. No ``Precedence``: RFC 3834
+  advises against it and it hurts delivery of one-to-one mail.
+* The loop header is set on every message, so our own mail coming back is recognised.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from types import MappingProxyType
+
+from daemon.intake.parsed import Address
+from daemon.replies.templates import RenderedMail
+
+MAX_REFERENCES = 20
+TOKEN_BYTES = 20  # 160 bits; the token is the secret a handler's reply proves it knows
+
+_TOKEN = r"[A-Za-z0-9_-]{22,128}"
+_OUR_ID = re.compile(rf"<?\s*ticketd\.({_TOKEN})@[^\s<>@]+\s*>?")
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*")
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' (RFC 5322 ftext)
+_CONTAINERS = frozenset({"multipart", "message"})
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_MANAGED = frozenset({
+    "from", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references",
+    "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
+    "auto-submitted", "x-auto-response-suppress",
+})
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    """A file to attach to an outgoing mail."""
+
+    filename: str  # shown to the recipient; any Unicode (sent RFC 2231 encoded)
+    content_type: str  # "type/subtype"; anything unparsable is sent as application/octet-stream
+    payload: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"OutgoingAttachment(filename={self.filename!r}, "
+            f"content_type={self.content_type!r}, size={len(self.payload)})"
+        )
+
+
+def make_message_id(domain: str, token: str | None = None) -> tuple[str, str]:
+    """A Message-ID (without angle brackets) carrying ``token``, and the token.
+
+    A new token has 160 random bits. Pass an existing token to rebuild the same id, e.g.
+    when the outbox retries a delivery.
+    """
+    domain = domain.strip().lower()
+    if not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"not a domain for a Message-ID: {domain!r}")
+    if token is None:
+        token = secrets.token_hex(TOKEN_BYTES)
+    elif not re.fullmatch(_TOKEN, token):
+        raise ValueError("a Message-ID token is 22-128 characters of [A-Za-z0-9_-]")
+    return f"ticketd.{token}@{domain}", token
+
+
+def token_of(message_id: str) -> str | None:
+    """The token of one of our Message-IDs (with or without brackets), else None."""
+    match = _OUR_ID.fullmatch(message_id.strip())
+    return match.group(1) if match else None
+
+
+def compose(
+    rendered: RenderedMail,
+    *,
+    sender: Address,
+    to: Sequence[Address],
+    cc: Sequence[Address] = (),
+    message_id: str,
+    in_reply_to: str | None,
+    references: Sequence[str],
+    date: datetime,
+    auto_submitted: bool,
+    loop_header: tuple[str, str],
+    attachments: Sequence[OutgoingAttachment] = (),
+    extra_headers: Mapping[str, str] = _NO_HEADERS,
+) -> EmailMessage:
+    """Build the MIME message. Ids may be given with or without angle brackets.
+
+    ``in_reply_to`` is appended to ``references`` when missing, as RFC 5322 prescribes.
+    Raises ValueError for a naive date, no recipient, a malformed id or header.
+    """
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("the Date of a mail must be an aware datetime")
+    if not to and not cc:
+        raise ValueError("a mail needs at least one recipient")
+    own_id = _bare(message_id)
+    if own_id is None:
+        raise ValueError(f"not a Message-ID: {message_id!r}")
+    parent = _bare(in_reply_to) if in_reply_to else None
+    loop_name, loop_value = loop_header
+    _check_header(loop_name, loop_value)
+    extras = dict(extra_headers)
+    for name, value in extras.items():
+        _check_header(name, value)
+        if name.lower() in _MANAGED or name.lower() == loop_name.lower():
+            raise ValueError(f"header {name!r} is set by compose itself")
+
+    msg = EmailMessage(policy=policy.default)
+    msg["Subject"] = " ".join(rendered.subject.split())
+    msg["From"] = _mailbox(sender)
+    msg["To"] = [_mailbox(a) for a in to] if to else "undisclosed-recipients:;"
+    if cc:
+        msg["Cc"] = [_mailbox(a) for a in cc]
+    msg["Date"] = date
+    msg["Message-ID"] = f"<{own_id}>"
+    if parent is not None:
+        msg["In-Reply-To"] = f"<{parent}>"
+    chain = thread_references(references, parent)
+    if chain:
+        msg["References"] = " ".join(f"<{ref}>" for ref in chain)
+    if auto_submitted:
+        msg["Auto-Submitted"] = "auto-replied" if parent is not None else "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    msg[loop_name] = loop_value
+    for name, value in extras.items():
+        msg[name] = value
+    msg["MIME-Version"] = "1.0"
+
+    _set_text(msg, rendered.text, "plain")
+    if rendered.html is not None:
+        alternative = EmailMessage(policy=policy.default)
+        _set_text(alternative, rendered.html, "html")
+        msg.make_alternative()
+        msg.attach(alternative)
+    for attachment in attachments:
+        maintype, subtype = _split_type(attachment.content_type)
+        msg.add_attachment(
+            attachment.payload, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]  # only the top level carries it
+    return msg
+
+
+def to_bytes(msg: EmailMessage) -> bytes:
+    """The message as SMTP wants it: CRLF line endings, 7-bit headers."""
+    return msg.as_bytes(policy=policy.SMTP)
+
+
+def thread_references(references: Sequence[str], in_reply_to: str | None = None) -> list[str]:
+    """Bare ids for ``References``: de-duplicated, parent last, at most MAX_REFERENCES.
+
+    When there are too many, the first (the thread's root) and the latest ones are kept.
+    Malformed ids (spaces, brackets inside, non-ASCII) are dropped.
+    """
+    seen: dict[str, None] = {}
+    for ref in references:
+        bare = _bare(ref)
+        if bare is not None:
+            seen.setdefault(bare, None)
+    parent = _bare(in_reply_to) if in_reply_to else None
+    if parent is not None:
+        seen.setdefault(parent, None)
+    chain = list(seen)
+    if len(chain) > MAX_REFERENCES:
+        chain = [chain[0], *chain[-(MAX_REFERENCES - 1) :]]
+    return chain
+
+
+def _bare(message_id: str) -> str | None:
+    text = message_id.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if not text or not text.isascii() or not text.isprintable():
+        return None
+    if any(c in text for c in " <>\t"):
+        return None
+    return text
+
+
+def _mailbox(address: Address) -> HeaderAddress:
+    name = " ".join(address.name.split())  # no line breaks in a header
+    return HeaderAddress(display_name=name, addr_spec=address.email.strip())
+
+
+def _check_header(name: str, value: str) -> None:
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"not a header name: {name!r}")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name!r} may not contain line breaks")
+
+
+def _split_type(content_type: str) -> tuple[str, str]:
+    maintype, _, subtype = content_type.partition(";")[0].strip().lower().partition("/")
+    valid = _MIME_TOKEN.fullmatch(maintype) and _MIME_TOKEN.fullmatch(subtype)
+    # multipart/* and message/* cannot carry opaque bytes: send those as octet-stream
+    if valid and maintype not in _CONTAINERS:
+        return maintype, subtype
+    return "application", "octet-stream"
+
+
+def _set_text(part: EmailMessage, text: str, subtype: str) -> None:
+    """UTF-8 text: base64 when mostly non-ASCII (Chinese), else quoted-printable or 7bit.
+
+    Base64 carries the canonical CRLF line breaks (RFC 2046 §4.1.1); for the other encodings
+    the generator writes them.
+    """
+    text = text.replace("\r\n", "\n")
+    cte: str | None = None  # ASCII: 7bit, or quoted-printable for long lines
+    if not text.isascii():
+        wide = sum(1 for c in text if ord(c) > 127)
+        cte = "base64" if wide * 8 > len(text) else "quoted-printable"
+    if cte == "base64":
+        text = text.replace("\n", "\r\n")
+    part.set_content(text, subtype=subtype, charset="utf-8", cte=cte)
+
+
+__all__ = [
+    "MAX_REFERENCES",
+    "OutgoingAttachment",
+    "compose",
+    "make_message_id",
+    "thread_references",
+    "to_bytes",
+    "token_of",
+]

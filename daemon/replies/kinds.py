@@ -1,0 +1,322 @@
+"""The kinds of mail ticketd sends, each a frozen dataclass of exactly its template's variables.
+
+A template for kind ``K`` receives the fields of ``KINDS[K]`` as top-level variables and nothing
+else, so `templates check` can tell an admin which names a template may use, and the workflow
+cannot forget to fill one in (the dataclass will not construct without it). Nested values
+(:class:`~daemon.intake.parsed.Address`, :class:`MissingDetail`, :class:`AttachmentInfo`) stay
+objects, so a template writes ``{{ requester.name }}``.
+
+``sample(kind, locale)`` builds realistic data for `templates preview` and `templates check`,
+which need no database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from daemon.errors import NotFound
+from daemon.intake.parsed import Address
+
+
+@dataclass(frozen=True)
+class MissingDetail:
+    """One detail the requester still has to give (need_info mail)."""
+
+    label: str  # the field's name as the requester should write it, e.g. "影响范围" / "Impact"
+    hint: str  # what to write, e.g. "受影响的人数或部门" / "how many people or which teams"
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """One attachment of the requester's mail, as listed to the handler."""
+
+    filename: str  # the (sanitised) file name
+    size: int  # size in bytes; format with the `filesize` filter
+    content_type: str  # lower-case "type/subtype", e.g. "image/png"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailKind:
+    """Fields every mail receives."""
+
+    kind: ClassVar[str] = ""  # the kind's name: the template files' stem
+
+    number: str  # ticket number, e.g. "TS20231027000001"; every subject carries it
+    subject: str  # the ticket's title (the requester's original subject, cleaned)
+    support_name: str  # display name of the support desk, e.g. "IT 服务台"
+    support_address: str  # the support mailbox requesters write to
+    locale: str  # the language the mail is written in: "zh-CN" or "en"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Acceptance(MailKind):
+    """受理: to the requester, right after a new ticket was opened."""
+
+    kind: ClassVar[str] = "acceptance"
+
+    requester_name: str  # how to greet the requester ("" when unknown)
+    priority: str  # "P0" .. "P3"
+    category: str  # problem type, e.g. "功能异常"
+    team: str  # the team the ticket is routed to
+    assign_within: timedelta  # the assignment target of this priority (15 min .. 2 h)
+    assign_by: datetime  # a handler is assigned by then; local time, format with `datetime`
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeedInfo(MailKind):
+    """请补充信息: to the requester when required details are missing."""
+
+    kind: ClassVar[str] = "need_info"
+
+    requester_name: str  # how to greet the requester ("" when unknown)
+    category: str  # problem type the missing details belong to
+    missing: tuple[MissingDetail, ...]  # each missing detail: .label and .hint
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assigned(MailKind):
+    """To the handler: the whole ticket, now theirs."""
+
+    kind: ClassVar[str] = "assigned"
+
+    handler_name: str  # how to greet the handler
+    priority: str  # "P0" .. "P3"
+    category: str  # problem type
+    team: str  # the team the ticket is routed to
+    requester: Address  # .name and .email of the requester
+    fields: Mapping[str, str]  # "key: value" details the requester gave, in order
+    text: str  # the requester's own words (quoted history removed)
+    attachments: tuple[AttachmentInfo, ...]  # each: .filename, .size, .content_type
+    deadline: datetime  # when the running SLA deadline expires; local time
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reply(MailKind):
+    """A handler's public answer, relayed to the requester."""
+
+    kind: ClassVar[str] = "reply"
+
+    requester_name: str  # how to greet the requester ("" when unknown)
+    handler_name: str  # who answered
+    text: str  # the handler's answer, quoted history removed
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resolution(MailKind):
+    """处理完成: to the requester when the handler marks the ticket resolved."""
+
+    kind: ClassVar[str] = "resolution"
+
+    requester_name: str  # how to greet the requester ("" when unknown)
+    handler_name: str  # who resolved it
+    resolution: str  # what was done, in the handler's words
+    reopen_days: int  # a reply within this many days reopens; afterwards it closes
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reopened(MailKind):
+    """To the requester: their reply reopened a resolved ticket."""
+
+    kind: ClassVar[str] = "reopened"
+
+    requester_name: str  # how to greet the requester ("" when unknown)
+    handler_name: str | None  # who takes it up again; None when it awaits assignment
+    reason: str  # what the requester wrote when reopening ("" when nothing)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Closed(MailKind):
+    """To the requester: the ticket is closed for good."""
+
+    kind: ClassVar[str] = "closed"
+
+    requester_name: str  # how to greet the requester ("" when unknown)
+    handler_name: str  # who resolved it
+    resolution: str  # the resolution text ("" when none was given)
+    auto_closed: bool  # True: closed because nobody replied within the reopen period
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlaBreach(MailKind):
+    """Escalation to a team lead: a deadline passed."""
+
+    kind: ClassVar[str] = "sla_breach"
+
+    lead_name: str  # how to greet the team lead
+    priority: str  # "P0" .. "P3"
+    team: str  # the team the ticket is routed to
+    deadline: datetime  # the deadline that passed; local time
+    late_by: timedelta  # how late it is now; format with `duration`
+    handler_name: str | None  # the current handler; None when still unassigned
+
+
+KINDS: dict[str, type[MailKind]] = {
+    cls.kind: cls
+    for cls in (Acceptance, NeedInfo, Assigned, Reply, Resolution, Reopened, Closed, SlaBreach)
+}
+
+
+def kind_class(kind: str) -> type[MailKind]:
+    """The dataclass of a kind; NotFound names the known kinds."""
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise NotFound(
+            f"no mail kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}"
+        ) from None
+
+
+def variables_of(kind: str) -> frozenset[str]:
+    """The names a template of this kind may use."""
+    return frozenset(f.name for f in dataclasses.fields(kind_class(kind)))
+
+
+def context_of(obj: object) -> dict[str, object]:
+    """The template variables of a kind instance: a shallow ``asdict``.
+
+    Shallow so nested value objects stay objects (``requester.email`` works) and tuples stay
+    tuples.
+    """
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        raise TypeError(f"expected a mail kind instance, got {type(obj).__name__}")
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample data for `templates preview` and `templates check`
+
+_CST = timezone(timedelta(hours=8), "CST")
+
+
+def sample(kind: str, locale: str) -> MailKind:
+    """Realistic sample data for ``kind``: Chinese for ``zh*`` locales, English otherwise."""
+    cls = kind_class(kind)
+    zh = locale.lower().replace("_", "-").startswith("zh")
+    values = _ZH if zh else _EN
+    arguments: dict[str, Any] = {
+        "number": "TS20231027000001",
+        "subject": values["subject"],
+        "support_name": values["support_name"],
+        "support_address": "support@example.com",
+        "locale": "zh-CN" if zh else "en",
+    }
+    overrides = (_ZH_BY_KIND if zh else _EN_BY_KIND).get(kind, {})
+    for name in variables_of(kind) - arguments.keys():
+        arguments[name] = overrides.get(name, values[name])
+    return cls(**arguments)
+
+
+_ZH: dict[str, object] = {
+    "subject": "报表导出功能点击后无响应",
+    "support_name": "IT 服务台",
+    "requester_name": "张伟",
+    "handler_name": "李娜",
+    "lead_name": "王强",
+    "priority": "P1",
+    "category": "功能异常",
+    "team": "应用支持组",
+    "assign_within": timedelta(minutes=30),
+    "assign_by": datetime(2023, 10, 27, 10, 5, tzinfo=_CST),
+    "deadline": datetime(2023, 10, 27, 10, 5, tzinfo=_CST),
+    "late_by": timedelta(minutes=42),
+    "missing": (
+        MissingDetail("影响范围", "受影响的人数或部门，例如：财务部约 20 人"),
+        MissingDetail("复现步骤", "从打开系统到出现问题的操作步骤"),
+        MissingDetail("期望结果", "正常情况下应当看到什么"),
+    ),
+    "requester": Address("张伟", "zhang.wei@example.com"),
+    "fields": {
+        "系统": "财务报表系统",
+        "影响范围": "财务部约 20 人",
+        "发生时间": "2023-10-27 09:20",
+    },
+    "text": (
+        "您好，\n\n"
+        "今天上午开始，在“月度报表”页面点击“导出 Excel”按钮后没有任何反应，"
+        "也没有下载文件。换了 Chrome 和 Edge 都一样，同事也遇到了相同问题。\n"
+        "月底结账需要这份报表，麻烦尽快处理，谢谢！"
+    ),
+    "attachments": (
+        AttachmentInfo("导出按钮截图.png", 245_760, "image/png"),
+        AttachmentInfo("浏览器控制台日志.txt", 3_412, "text/plain"),
+    ),
+    "resolution": (
+        "导出服务的临时目录磁盘已满，导致导出任务失败。"
+        "我们已清理临时文件并增加了自动清理任务，现在可以正常导出。"
+    ),
+    "reopen_days": 7,
+    "reason": "今天下午又出现了同样的问题，导出按钮还是没有反应。",
+    "auto_closed": False,
+}
+
+_EN: dict[str, object] = {
+    "subject": "Report export does nothing when clicked",
+    "support_name": "IT Service Desk",
+    "requester_name": "Emily Carter",
+    "handler_name": "Daniel Lee",
+    "lead_name": "Sarah Johnson",
+    "priority": "P1",
+    "category": "Functional issue",
+    "team": "Application Support",
+    "assign_within": timedelta(minutes=30),
+    "assign_by": datetime(2023, 10, 27, 10, 5, tzinfo=UTC),
+    "deadline": datetime(2023, 10, 27, 10, 5, tzinfo=UTC),
+    "late_by": timedelta(minutes=42),
+    "missing": (
+        MissingDetail("Impact", "how many people or which teams are affected"),
+        MissingDetail("Steps to reproduce", "what you did, step by step, before it happened"),
+        MissingDetail("Expected result", "what you expected to see instead"),
+    ),
+    "requester": Address("Emily Carter", "emily.carter@example.com"),
+    "fields": {
+        "System": "Financial reporting",
+        "Impact": "Finance team, about 20 people",
+        "Started": "2023-10-27 09:20",
+    },
+    "text": (
+        "Hi,\n\n"
+        "Since this morning, clicking \"Export to Excel\" on the Monthly Report page does "
+        "nothing and no file is downloaded. Same in Chrome and Edge, and my colleagues see "
+        "it too.\nWe need this report for the month-end close, so a quick fix would be "
+        "much appreciated."
+    ),
+    "attachments": (
+        AttachmentInfo("export-button.png", 245_760, "image/png"),
+        AttachmentInfo("console-log.txt", 3_412, "text/plain"),
+    ),
+    "resolution": (
+        "The export service's temporary disk was full, so export jobs failed. We cleared "
+        "it and added an automatic clean-up job; exporting works again."
+    ),
+    "reopen_days": 7,
+    "reason": "It happened again this afternoon: the export button does nothing.",
+    "auto_closed": False,
+}
+
+# Where one kind's variable means something else than the same name elsewhere
+_ZH_BY_KIND: dict[str, dict[str, object]] = {
+    "reply": {
+        "text": (
+            "张伟您好，\n\n"
+            "问题已经定位：导出服务的临时目录磁盘已满，导致导出任务失败。"
+            "我们正在清理，预计 30 分钟内恢复。\n"
+            "恢复后请刷新页面再试一次，如仍有问题请直接回复本邮件。"
+        ),
+    },
+}
+
+_EN_BY_KIND: dict[str, dict[str, object]] = {
+    "reply": {
+        "text": (
+            "Hi Emily,\n\n"
+            "We found the cause: the export service's temporary disk is full, so export jobs "
+            "fail. We are clearing it now and expect exports to work again within 30 minutes.\n"
+            "Please refresh the page and try again then; if it still fails, just reply to this "
+            "email."
+        ),
+    },
+}
