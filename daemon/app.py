@@ -13,6 +13,7 @@ from pathlib import Path
 from daemon import db as dbmod
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
+from daemon.replies.templates import TemplateStore
 from daemon.ticket_numbers import NumberFormat
 
 
@@ -38,6 +39,11 @@ class App:
     def numbers(self) -> NumberFormat:
         return NumberFormat(self.config.tickets.prefix, self.config.tickets.serial_width,
                             self.config.support.timezone)
+
+    @cached_property
+    def templates(self) -> TemplateStore:
+        """Long-lived, so hot reload and the last-good fallback work across mails."""
+        return TemplateStore(Path(self.config.templates.dir), self.config.support.locale)
 
     @property
     def attachments_dir(self) -> Path:

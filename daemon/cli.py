@@ -126,6 +126,174 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- intake
+
+
+def _intake(app: App, mailbox: str | None = None) -> Any:
+    from daemon.intake.pipeline import Intake
+
+    return Intake(app, notifier=_notifier(app), origin_mailbox=mailbox)
+
+
+def _notifier(app: App) -> Any:
+    from daemon.replies.notify import Notify
+
+    return Notify(app)
+
+
+def _flush_outbox(app: App) -> None:
+    from daemon.replies.outbox import flush
+
+    report = flush(app)
+    if report.attempted:
+        print(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed",
+              file=sys.stderr)
+
+
+def cmd_ingest(app: App, args: argparse.Namespace) -> int:
+    from daemon.intake import sources
+
+    intake = _intake(app)
+    total = sources.count(args.paths) if sys.stderr.isatty() else None
+    bar = None
+    if total is not None and total > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="msg", file=sys.stderr, dynamic_ncols=True)
+    failures = 0
+    counts: dict[str, int] = {}
+    for raw in sources.read(args.paths):
+        try:
+            result = intake.ingest(raw)
+        except TicketdError as exc:  # database down: this one was not handled
+            failures += 1
+            line = f"- failed {exc} ({raw.origin})"
+            action = "failed"
+        else:
+            line = json.dumps(result.as_dict(), ensure_ascii=False) if args.json else \
+                result.line()
+            action = result.action
+        counts[action] = counts.get(action, 0) + 1
+        if bar is not None:
+            bar.write(line)
+            bar.update(1)
+        else:
+            print(line, flush=True)
+    if bar is not None:
+        bar.close()
+    if not args.json and sum(counts.values()) > 1:
+        summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+        print(f"{sum(counts.values())} messages: {summary}", file=sys.stderr)
+    _flush_outbox(app)
+    return 1 if failures else 0
+
+
+def cmd_poll(app: App, args: argparse.Namespace) -> int:
+    from daemon.intake import imap
+
+    if not args.once:
+        raise UsageError("poll: continuous polling is `ticketd run`; use `ticketd poll --once`")
+    cfg = app.config.imap
+    if not cfg.host:
+        raise ConfigError(f"{app.config.path or 'config'}: [imap] host: expected an IMAP server "
+                          "to poll, got none")
+    spec = imap.MailboxSpec.from_config(cfg)
+    report = imap.poll_once(app, _intake(app, spec.key), spec)
+    for result in report.results:
+        print(json.dumps(result.as_dict(), ensure_ascii=False) if args.json else result.line())
+    if not args.json:
+        print(f"{spec.key}: {len(report.results)} messages", file=sys.stderr)
+    _flush_outbox(app)
+    return 0
+
+
+def cmd_quarantine_list(app: App, args: argparse.Namespace) -> int:
+    from daemon.intake import quarantine
+
+    rows = quarantine.entries(app, include_released=args.all)
+    if args.json:
+        _emit_json([row.__dict__ for row in rows])
+        return 0
+    if not rows:
+        print("quarantine is empty")
+    for row in rows:
+        state = f" released {row.released_at:%Y-%m-%d %H:%M}" if row.released_at else ""
+        print(f"{row.id:>5}  {row.at:%Y-%m-%d %H:%M}  {row.message_id or '-'}  {row.reason}"
+              f"  [{row.origin}]{state}")
+    return 0
+
+
+def cmd_quarantine_show(app: App, args: argparse.Namespace) -> int:
+    from daemon.intake import quarantine
+
+    sys.stdout.buffer.write(quarantine.raw_of(app, args.id))
+    return 0
+
+
+def cmd_quarantine_release(app: App, args: argparse.Namespace) -> int:
+    from daemon.intake import quarantine
+
+    result = quarantine.release(app, args.id, _intake(app))
+    print(result.line())
+    _flush_outbox(app)
+    return 0 if result.action != "quarantined" else 1
+
+
+# ---------------------------------------------------------------- outgoing mail
+
+
+def cmd_outbox_list(app: App, args: argparse.Namespace) -> int:
+    from daemon.replies import outbox
+
+    statuses = outbox.STATUSES if args.all else ("queued", "sending", "failed")
+    rows = outbox.entries(app, statuses)
+    if args.json:
+        _emit_json([row.__dict__ for row in rows])
+        return 0
+    if not rows:
+        print("outbox is empty" if not args.all else "no mail")
+    for row in rows:
+        state = row.status
+        if row.status == "queued" and row.attempts:
+            state = f"retrying (attempt {row.attempts + 1} at {row.next_attempt_at:%H:%M:%S})"
+        error = f"  last error: {row.last_error}" if row.last_error else ""
+        print(f"{row.id:>5}  {row.kind:<11} {row.number or '-':<18} "
+              f"{', '.join(row.recipients):<30} {state}{error}")
+    return 0
+
+
+def cmd_outbox_flush(app: App, args: argparse.Namespace) -> int:
+    from daemon.replies import outbox
+
+    report = outbox.flush(app, force=True)
+    print(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed")
+    return 0 if not report.retrying else 1
+
+
+def cmd_templates_check(app: App, args: argparse.Namespace) -> int:
+    problems = app.templates.check()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in the mail templates", file=sys.stderr)
+        return 2
+    roots = ", ".join(str(r) for r in app.templates.roots())
+    print(f"ok ({roots})")
+    return 0
+
+
+def cmd_templates_preview(app: App, args: argparse.Namespace) -> int:
+    from daemon.replies import kinds, preview
+    from daemon.replies.compose import to_bytes
+
+    if args.kind not in kinds.KINDS:
+        raise UsageError(f"templates preview: unknown kind {args.kind!r}; expected one of "
+                         + ", ".join(sorted(kinds.KINDS)))
+    msg = preview.build(app, args.kind, args.locale, args.ticket)
+    sys.stdout.write(to_bytes(msg).decode("ascii", "replace").replace("\r\n", "\n"))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -158,13 +326,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tickets_show)
 
+    p = sub.add_parser("ingest", help="ingest .eml files, mbox files, Maildirs or stdin (-)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("poll", help="poll the configured IMAP mailbox")
+    p.add_argument("--once", action="store_true", help="poll once and exit")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(func=cmd_poll)
+
+    op = group("outbox", "outgoing mail queue")
+    p = op.add_parser("list", help="queued, retrying and failed mail")
+    p.add_argument("--all", action="store_true", help="include sent mail")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_outbox_list)
+    op.add_parser("flush", help="send queued mail now").set_defaults(func=cmd_outbox_flush)
+
+    tp = group("templates", "mail templates")
+    tp.add_parser("check", help="check every template; exit 2 on any problem").set_defaults(
+        func=cmd_templates_check)
+    p = tp.add_parser("preview", help="print the MIME message a kind would produce")
+    p.add_argument("kind")
+    p.add_argument("--locale", help="zh-CN or en (default: the ticket's, else the config's)")
+    p.add_argument("--ticket", metavar="NUMBER", help="fill in from this ticket")
+    p.set_defaults(func=cmd_templates_preview)
+
+    qp = group("quarantine", "mail that could not be processed")
+    p = qp.add_parser("list", help="list quarantined mail")
+    p.add_argument("--all", action="store_true", help="include released entries")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quarantine_list)
+    p = qp.add_parser("show", help="print the raw bytes of one entry")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_quarantine_show)
+    p = qp.add_parser("release", help="run one entry through intake again")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_quarantine_release)
+
     return parser
 
 
-def _setup_logging(debug: bool, cfg: configmod.Config | None) -> None:
+def _setup_logging(debug: bool, cfg: configmod.Config | None, *, quiet: bool) -> None:
     from daemon.logs import setup
 
-    setup(debug=debug, cfg=cfg)
+    setup(debug=debug, cfg=cfg, quiet=quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         cfg = configmod.load(args.config)
-        _setup_logging(args.debug, cfg)
+        # Only the daemon logs every event; one-shot commands print their own results.
+        _setup_logging(args.debug, cfg, quiet=args.command != "run")
         app = App(cfg)
         try:
             return int(args.func(app, args))

@@ -181,6 +181,8 @@ class SmtpConfig:
     max_attempts: int = field(default=8, metadata=spec(int_range(1, 100)))
     retry_base: int = field(default=60, metadata=spec(int_range(1, 86400)))
     batch_size: int = field(default=50, metadata=spec(int_range(1, 10000)))
+    # A mail being sent is claimed this long; a claim left by a dead process then expires.
+    claim_seconds: int = field(default=600, metadata=spec(int_range(1, 86400)))
 
     @property
     def password(self) -> Secret:

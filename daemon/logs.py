@@ -32,7 +32,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
-def setup(*, debug: bool, cfg: Config | None) -> None:
+def setup(*, debug: bool, cfg: Config | None, quiet: bool = False) -> None:
     root = logging.getLogger("ticketd")
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -44,5 +44,6 @@ def setup(*, debug: bool, cfg: Config | None) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     level = "debug" if debug else (cfg.logging.level if cfg else "info")
-    root.setLevel(getattr(logging, level.upper()))
+    number = getattr(logging, level.upper())
+    root.setLevel(number if debug or not quiet else max(number, logging.WARNING))
     root.propagate = False

@@ -161,7 +161,8 @@ class IntakeRecord(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(998), unique=True)
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
-    raw_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    raw_sha256: Mapped[str] = mapped_column(String(64), index=True)  # line endings normalised
+    body_sha256: Mapped[str] = mapped_column(String(64), default="")  # body only, same rule
     action: Mapped[str] = mapped_column(String(20))  # created|appended|ignored|bounce|quarantined
     reason: Mapped[str] = mapped_column(Text, default="")
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
@@ -219,6 +220,7 @@ class OutboxMail(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     sender: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[Any]] = mapped_column()
+    primary_recipient: Mapped[str] = mapped_column(String(320), index=True)  # for the loop brake
     subject: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     automatic: Mapped[bool] = mapped_column(default=True)
@@ -240,3 +242,15 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(400), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
+
+
+class Suppression(Base):
+    """An address that gets no automatic mail until ``until`` (permanent bounce)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+    until: Mapped[datetime]

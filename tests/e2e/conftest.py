@@ -39,6 +39,7 @@ def ticketd(site: Path) -> Run:
         return subprocess.run(
             [sys.executable, "-m", "daemon", *args], cwd=cwd or site, env=full_env,
             input=input, capture_output=True, text=not isinstance(input, bytes), timeout=120,
+            check=False,
         )
 
     return run

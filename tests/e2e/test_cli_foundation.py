@@ -35,7 +35,8 @@ def test_missing_secret_is_one_line(ticketd: Run, site: Path) -> None:
     cfg.write_text('[imap]\nhost = "127.0.0.1"\nusername = "u"\npassword_env = "NOPE_PW"\n')
     res = ticketd("--config", str(cfg), "config", "check")
     assert res.returncode == 2
-    assert res.stderr.strip().endswith("[imap] password_env: environment variable NOPE_PW is not set")
+    expected = "[imap] password_env: environment variable NOPE_PW is not set"
+    assert res.stderr.strip().endswith(expected)
 
 
 def test_usage_errors_exit_2(ticketd: Run) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 09:28:14.906467
+Create Date: 2026-11-25 09:38:59.899341
 """
 
 from __future__ import annotations
@@ -47,6 +47,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_quarantine_raw_sha256"), ["raw_sha256"], unique=False)
+
+    op.create_table(
+        "suppressions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("address", sa.String(length=320), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("suppressions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_suppressions_address"), ["address"], unique=False)
 
     op.create_table(
         "ticket_counters",
@@ -114,6 +126,7 @@ def upgrade() -> None:
         sa.Column("dedup_key", sa.String(length=998), nullable=False),
         sa.Column("message_id", sa.String(length=998), nullable=True),
         sa.Column("raw_sha256", sa.String(length=64), nullable=False),
+        sa.Column("body_sha256", sa.String(length=64), nullable=False),
         sa.Column("action", sa.String(length=20), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("ticket_id", sa.Integer(), nullable=True),
@@ -175,6 +188,7 @@ def upgrade() -> None:
         sa.Column("message_id", sa.String(length=998), nullable=False),
         sa.Column("sender", sa.String(length=320), nullable=False),
         sa.Column("recipients", sa.JSON(), nullable=False),
+        sa.Column("primary_recipient", sa.String(length=320), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("automatic", sa.Boolean(), nullable=False),
@@ -195,6 +209,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index("ix_outbox_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_outbox_primary_recipient"), ["primary_recipient"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_outbox_ticket_id"), ["ticket_id"], unique=False)
 
     op.create_table(
@@ -230,6 +247,7 @@ def downgrade() -> None:
     op.drop_table("attachments")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_ticket_id"))
+        batch_op.drop_index(batch_op.f("ix_outbox_primary_recipient"))
         batch_op.drop_index("ix_outbox_due")
 
     op.drop_table("outbox")
@@ -254,6 +272,10 @@ def downgrade() -> None:
 
     op.drop_table("tickets")
     op.drop_table("ticket_counters")
+    with op.batch_alter_table("suppressions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_suppressions_address"))
+
+    op.drop_table("suppressions")
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_quarantine_raw_sha256"))
 

@@ -1,0 +1,318 @@
+"""Turn header and body bytes into text, repairing the charset labels real mail gets wrong.
+
+Why this module exists: the charset a message declares is often not the one its bytes are in.
+Chinese clients label GBK text "gb2312", Taiwanese ones send HKSCS characters as "big5",
+Outlook labels windows-1252 as "iso-8859-1", webmail sends UTF-8 labelled as Latin-1, and old
+clients put raw 8-bit bytes in headers with no label at all. Decoding with the label alone
+(as ``email`` and mail-parser do) turns such text into replacement characters or mojibake.
+
+The rules, in order, for one run of bytes (:func:`decode_bytes`):
+
+1. Pure ASCII decodes as ASCII (unless the label is a 7-bit encoding such as ISO-2022-JP).
+2. Bytes that are valid UTF-8 (and not pure ASCII) are UTF-8, whatever the label says: genuine
+   legacy text is almost never valid UTF-8.
+3. The declared label is widened to its superset: gb2312/gbk -> gb18030 (always, and noted),
+   big5 -> big5hkscs -> cp950, shift_jis -> cp932, euc-kr -> cp949, iso-8859-1 with C1 bytes
+   -> windows-1252.
+4. Otherwise charset hints from the same message (the body's label for a raw header) are tried.
+5. Otherwise charset-normalizer detects the encoding.
+6. Otherwise the bytes are decoded with replacement characters, and the note says so.
+
+Every body part and every header that was encoded or repaired yields a :class:`CharsetNote`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import quopri
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from charset_normalizer import from_bytes
+
+from daemon.intake.parsed import CharsetNote
+
+__all__ = [
+    "Decoded",
+    "canonical_codec",
+    "decode_bytes",
+    "decode_header_value",
+    "raw_bytes",
+]
+
+# Labels that mean "nothing declared".
+_UNLABELLED = frozenset({"", "unknown-8bit", "x-unknown", "unknown", "default", "8bit", "binary"})
+
+# Codecs to try, widest useful first, for a declared (canonical Python) codec.
+_WIDENED: dict[str, tuple[str, ...]] = {
+    "gb2312": ("gb18030",),
+    "gbk": ("gb18030",),
+    "big5": ("big5", "big5hkscs", "cp950"),
+    "shift_jis": ("shift_jis", "cp932"),
+    "euc_jp": ("euc_jp", "euc_jis_2004"),
+    "euc_kr": ("euc_kr", "cp949"),
+    "iso2022_jp": ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2"),
+}
+
+# Codecs whose text is 7-bit bytes: ASCII input still needs the codec.
+_SEVEN_BIT = frozenset(
+    {"iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_ext", "iso2022_kr", "hz", "utf-7"}
+)
+_UNICODE = frozenset({"utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
+                      "utf-32-be", "utf-8-sig"})
+_LATIN1_LIKE = frozenset({"latin-1", "iso8859-1", "ascii"})
+_C1_BYTES = re.compile(rb"[\x80-\x9f]")
+
+# Names people read in notes: the codec Python uses, spelled as mail labels spell it.
+_DISPLAY = {"ascii": "us-ascii"}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Text produced from bytes plus the notes saying how it was decoded."""
+
+    text: str
+    notes: tuple[CharsetNote, ...] = ()
+
+
+def canonical_codec(label: str | None) -> str | None:
+    """Python's canonical codec name for a mail charset label, or None if unknown/absent."""
+    if label is None:
+        return None
+    cleaned = label.strip().strip("\"'").lower()
+    if cleaned in _UNLABELLED:
+        return None
+    if cleaned in {"ks_c_5601-1987", "ks_c_5601", "ksc5601"}:
+        return "euc_kr"
+    try:
+        return codecs.lookup(cleaned).name
+    except (LookupError, ValueError):
+        return None
+
+
+def _display(codec: str) -> str:
+    if codec in _DISPLAY:
+        return _DISPLAY[codec]
+    if codec.startswith("iso8859-"):
+        return "iso-8859-" + codec.removeprefix("iso8859-")
+    if codec.startswith("iso2022_"):
+        return "iso-2022-" + codec.removeprefix("iso2022_").replace("_", "-")
+    if re.fullmatch(r"cp125\d", codec):
+        return "windows-" + codec.removeprefix("cp")
+    return codec.replace("_", "-")
+
+
+def _try(data: bytes, codec: str) -> str | None:
+    try:
+        return data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def _candidates(codec: str, data: bytes) -> tuple[str, ...]:
+    if codec in _LATIN1_LIKE:
+        return ("cp1252", "iso8859-1") if _C1_BYTES.search(data) else ("iso8859-1",)
+    return _WIDENED.get(codec, (codec,))
+
+
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
+def _nearly(data: bytes, codec: str) -> str | None:
+    """``data`` decoded with ``codec`` if only a few bytes are broken (a cut-off character).
+
+    For UTF-8 the rest must really look like UTF-8: a lone Latin-1 byte is not "nearly UTF-8".
+    """
+    try:
+        text = data.decode(codec, errors="replace")
+    except LookupError:
+        return None
+    bad = text.count("\ufffd") - data.decode("latin-1").count("\ufffd")
+    if codecs.lookup(codec).name == "utf-8" and len(_UTF8_MULTIBYTE.findall(data)) <= bad:
+        return None
+    return text if bad <= max(2, len(text) // 500) else None
+
+
+# Short runs (headers, names) carry too little signal to choose among every codec:
+# charset-normalizer then chooses among the charsets mail is actually sent in.
+_SHORT = 200
+_MAIL_CHARSETS = ["utf_8", "cp1252", "gb18030", "big5", "shift_jis", "euc_kr", "cp1251",
+                  "koi8_r", "iso8859_2", "cp1250"]
+
+
+def _detect(data: bytes) -> str | None:
+    if len(data) < _SHORT:
+        best = from_bytes(data, cp_isolation=_MAIL_CHARSETS).best()
+    else:
+        best = from_bytes(data).best()
+    if best is None:
+        return None
+    return canonical_codec(best.encoding)
+
+
+def decode_bytes(
+    data: bytes, declared: str | None, where: str, hints: Iterable[str] = ()
+) -> tuple[str, CharsetNote]:
+    """Decode one run of bytes, returning the text and the note that says how.
+
+    ``declared`` is the label as the mail gives it; ``hints`` are other labels from the same
+    message, tried before detection when the bytes carry no (usable) label.
+    """
+    label = declared.strip().strip("\"'").lower() if declared else None
+    label = label or None
+    codec = canonical_codec(label)
+    shown = label if label and label not in _UNLABELLED else None
+
+    def note(used: str, repair: str | None = None) -> CharsetNote:
+        return CharsetNote(where=where, declared=shown, used=used, repair=repair)
+
+    def said() -> str:
+        return f"{shown} declared" if shown else "no charset declared"
+
+    if data.isascii() and codec not in _SEVEN_BIT and codec not in _UNICODE - {"utf-8"}:
+        return data.decode("ascii"), note(_display(codec) if codec else "us-ascii")
+
+    if codec not in _UNICODE:
+        as_utf8 = _try(data, "utf-8")
+        if as_utf8 is not None and not data.isascii():
+            return as_utf8, note("utf-8", f"{said()}, decoded as utf-8")
+
+    if codec is not None:
+        for candidate in _candidates(codec, data):
+            text = _try(data, candidate)
+            if text is None:
+                continue
+            repair = None
+            if codecs.lookup(candidate).name != codec:
+                repair = f"{said()}, decoded as {_display(candidate)}"
+            return text, note(_display(candidate), repair)
+
+    for hint in hints:
+        hinted = canonical_codec(hint)
+        if hinted is None or hinted == codec or hinted in _SEVEN_BIT:
+            continue
+        for candidate in _candidates(hinted, data):
+            text = _try(data, candidate)
+            if text is not None:
+                return text, note(_display(candidate), f"{said()}, decoded as "
+                                  f"{_display(candidate)} (charset of the same message)")
+
+    base = (_candidates(codec, data)[0] if codec else None) or "utf-8"
+    lenient = _nearly(data, base)
+    if lenient is not None:
+        bad = lenient.count("\ufffd")
+        return lenient, note(_display(base), f"{said()}, decoded as {_display(base)} "
+                             f"with {bad} replacement character{'s' if bad > 1 else ''}")
+
+    detected = _detect(data)
+    if detected is not None and (b"\x00" in data or not detected.startswith(("utf-16", "utf-32"))):
+        for candidate in _candidates(detected, data):
+            text = _try(data, candidate)
+            if text is not None:
+                return text, note(_display(candidate), f"{said()}, detected as "
+                                  f"{_display(candidate)}")
+
+    text = data.decode(base, errors="replace")
+    return text, note(_display(base),
+                      f"{said()}, decoded as {_display(base)} with replacement characters")
+
+
+def raw_bytes(value: str) -> bytes:
+    """The original bytes of a header value parsed by ``email`` from bytes (surrogateescape)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+# RFC 2047 encoded word; the charset may carry an RFC 2231 language suffix (=?utf-8*en?Q?..?=).
+_ENCODED_WORD = re.compile(
+    r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<enc>[bBqQ])\?(?P<text>[^?\s]*)\?="
+)
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _decode_b(text: str) -> bytes:
+    cleaned = re.sub(r"[^A-Za-z0-9+/]", "", text)
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned)
+    except (binascii.Error, ValueError):
+        # One stray character too many: drop it rather than lose the word.
+        return base64.b64decode(cleaned.rstrip("=")[: len(cleaned.rstrip("=")) // 4 * 4])
+
+
+def _decode_q(text: str) -> bytes:
+    return quopri.decodestring(text.replace("_", " ").encode("ascii", "replace"), header=True)
+
+
+def _word_bytes(match: re.Match[str]) -> bytes:
+    if match["enc"] in "bB":
+        return _decode_b(match["text"])
+    return _decode_q(match["text"])
+
+
+def _plain_run(value: str, where: str, hints: tuple[str, ...]) -> tuple[str, list[CharsetNote]]:
+    """Text between encoded words: ASCII, or raw 8-bit bytes carried as surrogates."""
+    data = raw_bytes(value)
+    if data.isascii():
+        return value, []
+    text, note = decode_bytes(data, None, where, hints)
+    return text, [note]
+
+
+def decode_header_value(value: str, where: str, hints: Iterable[str] = ()) -> Decoded:
+    """Unfold and decode one raw header value (RFC 2047 words, raw 8-bit bytes, or ASCII).
+
+    Adjacent encoded words in the same charset are joined *before* decoding, because clients
+    split multi-byte characters across words; whitespace between encoded words is dropped as
+    RFC 2047 section 6.2 requires.
+    """
+    hint_list = tuple(hints)
+    unfolded = _FOLD.sub("", value)
+    pieces: list[str] = []
+    notes: list[CharsetNote] = []
+    pending: bytes = b""
+    pending_charset: str | None = None
+    position = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_charset
+        if pending_charset is not None:
+            text, note = decode_bytes(pending, pending_charset, where, hint_list)
+            pieces.append(text)
+            notes.append(note)
+        pending, pending_charset = b"", None
+
+    for match in _ENCODED_WORD.finditer(unfolded):
+        between = unfolded[position : match.start()]
+        if between and (pending_charset is None or between.strip(" \t")):
+            flush()
+            text, run_notes = _plain_run(between, where, hint_list)
+            pieces.append(text)
+            notes.extend(run_notes)
+        charset = match["charset"].lower()
+        if pending_charset is not None and charset != pending_charset:
+            flush()
+        pending_charset = charset
+        pending += _word_bytes(match)
+        position = match.end()
+    flush()
+    tail = unfolded[position:]
+    if tail:
+        text, run_notes = _plain_run(tail, where, hint_list)
+        pieces.append(text)
+        notes.extend(run_notes)
+    text = "".join(pieces)
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return Decoded(text=text.strip(), notes=_dedupe(notes))
+
+
+def _dedupe(notes: Iterable[CharsetNote]) -> tuple[CharsetNote, ...]:
+    seen: dict[CharsetNote, None] = {}
+    for note in notes:
+        seen.setdefault(note, None)
+    return tuple(seen)

@@ -1,0 +1,226 @@
+"""Polling one IMAP folder: fetch by UID, ingest, and only then move or flag.
+
+The order that makes intake lossless: ``BODY.PEEK[]`` (fetching never marks anything) ->
+:meth:`Intake.ingest` commits -> the message is moved to the processed folder (MOVE, or
+COPY + ``\\Deleted`` + UID EXPUNGE when the server lacks MOVE) or flagged ``\\Seen`` -> the
+cursor (UIDVALIDITY, last UID) is saved. A crash anywhere in between leaves the message where
+the next poll finds it again, and deduplication turns the second sighting into "duplicate".
+Quarantined mail is moved to the quarantine folder, never deleted.
+
+TLS: ``ssl`` is implicit TLS, ``starttls`` upgrades the plain connection and fails with an
+error when the server does not offer STARTTLS (it never falls back to plain text), ``none`` is
+for loopback tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from sqlalchemy.orm import Session
+
+from daemon.app import App
+from daemon.config import ImapConfig, Secret
+from daemon.errors import MailboxRefused, MailboxUnavailable, TransientError
+from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.sources import RawMail
+from daemon.models import MailboxCursor
+
+log = logging.getLogger("ticketd.imap")
+
+
+@dataclass(frozen=True)
+class MailboxSpec:
+    """One IMAP folder to poll, with what to do with processed mail."""
+
+    host: str
+    port: int
+    security: str
+    username: str
+    password: Secret
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    after_processing: str = "move"
+    batch_size: int = 50
+    timeout: int = 60
+
+    @property
+    def key(self) -> str:
+        """The cursor's name: which account and folder this is."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+    @classmethod
+    def from_config(cls, cfg: ImapConfig) -> MailboxSpec:
+        return cls(cfg.host, cfg.port, cfg.security, cfg.username, cfg.password, cfg.folder,
+                   cfg.processed_folder, cfg.quarantine_folder, cfg.after_processing,
+                   cfg.batch_size, cfg.timeout)
+
+
+@dataclass
+class PollReport:
+    mailbox: str
+    results: list[IntakeResult] = field(default_factory=list)
+    uidvalidity_reset: bool = False
+
+    def count(self, action: str) -> int:
+        return sum(1 for r in self.results if r.action == action)
+
+
+def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMAPClient:
+    """A logged-in client; errors become MailboxUnavailable (retry) or MailboxRefused."""
+    where = f"imap {spec.host}:{spec.port}"
+    context = ssl_context or ssl.create_default_context()
+    try:
+        client = IMAPClient(spec.host, port=spec.port, ssl=spec.security == "ssl",
+                            ssl_context=context if spec.security == "ssl" else None,
+                            timeout=spec.timeout)
+    except (OSError, IMAPClientError) as exc:
+        raise MailboxUnavailable(f"{where}: cannot connect: {exc}") from exc
+    try:
+        if spec.security == "starttls":
+            try:
+                client.starttls(context)
+            except CapabilityError:
+                raise MailboxRefused(
+                    f"{where}: server does not offer STARTTLS; refusing to log in in plain text"
+                ) from None
+        client.login(spec.username, spec.password.reveal())
+    except LoginError as exc:
+        _quiet_logout(client)
+        raise MailboxRefused(f"{where}: login refused for {spec.username}: {exc}") from exc
+    except (OSError, IMAPClientError) as exc:
+        _quiet_logout(client)
+        raise MailboxUnavailable(f"{where}: {exc}") from exc
+    except BaseException:
+        _quiet_logout(client)
+        raise
+    return client
+
+
+def _quiet_logout(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # the connection is already gone; nothing to clean up
+        try:
+            client.shutdown()
+        except Exception:
+            log.debug("socket already closed")
+
+
+@contextmanager
+def session_for(spec: MailboxSpec) -> Iterator[IMAPClient]:
+    client = connect(spec)
+    try:
+        yield client
+    finally:
+        _quiet_logout(client)
+
+
+def _cursor(session: Session, key: str) -> MailboxCursor:
+    cursor = session.get(MailboxCursor, key)
+    if cursor is None:
+        cursor = MailboxCursor(mailbox=key, uidvalidity=None, last_uid=0)
+        session.add(cursor)
+    return cursor
+
+
+def _ensure_folder(client: IMAPClient, folder: str) -> None:
+    if not client.folder_exists(folder):
+        client.create_folder(folder)
+
+
+def _move(client: IMAPClient, uid: int, folder: str) -> None:
+    _ensure_folder(client, folder)
+    if client.has_capability("MOVE"):
+        client.move([uid], folder)
+        return
+    client.copy([uid], folder)
+    client.add_flags([uid], [b"\\Deleted"])
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge([uid])
+    else:
+        client.expunge()
+
+
+def _settle(client: IMAPClient, spec: MailboxSpec, uid: int, result: IntakeResult) -> None:
+    """After the commit: put the message where it belongs. Nothing is deleted without a copy."""
+    if result.action == "quarantined":
+        _move(client, uid, spec.quarantine_folder)
+    elif spec.after_processing == "move":
+        _move(client, uid, spec.processed_folder)
+    else:
+        client.add_flags([uid], [b"\\Seen"])
+
+
+def _pending_uids(client: IMAPClient, spec: MailboxSpec, last_uid: int) -> list[int]:
+    if spec.after_processing == "move":
+        # Everything still in the folder is unprocessed by definition, including mail whose
+        # move failed after its commit (deduplication recognises those).
+        uids = client.search(["ALL"])
+    else:
+        uids = [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
+    return sorted(int(u) for u in uids)
+
+
+def poll_once(app: App, intake: Intake, spec: MailboxSpec,
+              client: IMAPClient | None = None, stop: Any = None) -> PollReport:
+    """Poll one folder until it is empty; ``stop()`` returning True ends after a message."""
+    report = PollReport(spec.key)
+    owns = client is None
+    client = client or connect(spec)
+    try:
+        _poll(app, intake, spec, client, report, stop)
+    except (OSError, IMAPClientError) as exc:
+        if isinstance(exc, IMAPClientError) and "does not exist" in str(exc).lower():
+            raise MailboxRefused(f"imap {spec.key}: {exc}") from exc
+        raise MailboxUnavailable(f"imap {spec.key}: {exc}") from exc
+    finally:
+        if owns:
+            _quiet_logout(client)
+    return report
+
+
+def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
+          report: PollReport, stop: Any) -> None:
+    db = app.ready_db()
+    selected = client.select_folder(spec.folder)
+    uidvalidity = int(selected[b"UIDVALIDITY"])
+    with db.transaction() as session:
+        cursor = _cursor(session, spec.key)
+        if cursor.uidvalidity is not None and cursor.uidvalidity != uidvalidity:
+            log.warning("%s: UIDVALIDITY changed from %s to %s: rescanning the folder "
+                        "(deduplication keeps mail already seen from counting twice)",
+                        spec.key, cursor.uidvalidity, uidvalidity)
+            cursor.last_uid = 0
+            report.uidvalidity_reset = True
+        cursor.uidvalidity = uidvalidity
+        cursor.last_poll_at = app.clock.now()
+        last_uid = cursor.last_uid
+    uids = _pending_uids(client, spec, last_uid)
+    for start in range(0, len(uids), spec.batch_size):
+        batch = uids[start:start + spec.batch_size]
+        fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        for uid in batch:
+            data = fetched.get(uid, {}).get(b"BODY[]")
+            if data is None:  # expunged by someone else meanwhile
+                continue
+            raw = RawMail(bytes(data), f"imap:{spec.key};uidvalidity={uidvalidity};uid={uid}")
+            try:
+                result = intake.ingest(raw)
+            except TransientError:
+                log.error("%s uid %s: database unavailable; left in the folder", spec.key, uid)
+                raise
+            _settle(client, spec, uid, result)
+            report.results.append(result)
+            with db.transaction() as session:
+                cursor = _cursor(session, spec.key)
+                cursor.last_uid = max(cursor.last_uid, uid)
+            if stop is not None and stop():
+                return

@@ -1,0 +1,402 @@
+"""ingest(raw) -> IntakeResult: one message, one transaction, never lost.
+
+The steps, in order: parse -> deduplicate -> rules (auto-reply, bounce, list, loop) ->
+threader -> act (new ticket or follow-up, attachments, events, outgoing mail). :func:`decide`
+runs everything up to the verdict and writes nothing (``ticketd inspect`` uses it alone);
+:meth:`Intake.ingest` then acts on the verdict in the same transaction.
+
+The safety net: any error while parsing or storing rolls the transaction back and quarantines
+the raw bytes with the reason, and intake goes on with the next message. Only when the database
+itself is unreachable (so not even the quarantine can be written) does ingest raise
+:class:`~daemon.errors.TransientError`: the caller then leaves the message where it is (in the
+IMAP folder, in the file) to be tried again, so nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from daemon import classify, tickets
+from daemon.app import App
+from daemon.blobs import BlobStore
+from daemon.errors import Quarantine, TransientError
+from daemon.intake import rules
+from daemon.intake.parse import parse
+from daemon.intake.parsed import Address, ParsedMail
+from daemon.intake.sources import RawMail
+from daemon.intake.threader import ThreadVerdict, thread
+from daemon.models import (
+    Attachment,
+    IntakeRecord,
+    Message,
+    OutboxMail,
+    Quarantined,
+    Suppression,
+    Ticket,
+)
+from daemon.ticket_numbers import allocate
+
+log = logging.getLogger("ticketd.intake")
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What became of one message; ``action`` is one of ACTIONS."""
+
+    action: str
+    number: str | None = None
+    reason: str = ""
+    message_id: str | None = None
+
+    ACTIONS = ("created", "appended", "duplicate", "ignored", "bounce", "quarantined")
+
+    def line(self) -> str:
+        """The one line `ticketd ingest` prints."""
+        if self.action in ("created", "appended"):
+            return f"{self.number} {self.action}"
+        if self.action == "duplicate":
+            return "- duplicate"
+        if self.action == "ignored":
+            return f"- ignored {self.reason}"
+        if self.action == "bounce":
+            return f"- bounce {self.reason}"
+        return f"- quarantined {self.reason}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"number": self.number, "action": self.action, "reason": self.reason,
+                "message_id": self.message_id}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one parsed message, before anything is written."""
+
+    action: str                       # "new" | "follow-up" | "duplicate" | "ignored" | "bounce"
+    dedup_key: str
+    content_hash: str
+    body_hash: str
+    reason: str = ""
+    hit: rules.RuleHit | None = None
+    verdict: ThreadVerdict | None = None
+    related_ticket_id: int | None = None   # the ticket an auto-reply or bounce concerns
+    related_number: str | None = None
+    bounced_message_id: str | None = None
+
+
+class Notifier(Protocol):
+    """What intake tells the outgoing-mail side (replies.notify implements it)."""
+
+    def ticket_created(self, session: Session, ticket: Ticket, message: Message,
+                       mail: ParsedMail) -> None: ...
+
+    def follow_up(self, session: Session, ticket: Ticket, message: Message,
+                  mail: ParsedMail) -> None: ...
+
+
+def content_hash(raw: bytes) -> str:
+    """sha256 of the message with line endings normalised (IMAP CRLF vs. file LF)."""
+    return hashlib.sha256(raw.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
+
+
+def body_hash(raw: bytes) -> str:
+    """sha256 of the body alone: the same mail seen in two folders differs only in headers."""
+    normalised = raw.replace(b"\r\n", b"\n")
+    _, _, body = normalised.partition(b"\n\n")
+    return hashlib.sha256(body.rstrip(b"\n")).hexdigest()
+
+
+def rule_context(app: App) -> rules.RuleContext:
+    return rules.RuleContext(own_addresses=app.config.support.own_addresses,
+                             loop_header=app.config.mail.loop_header,
+                             loop_value=app.config.support.address)
+
+
+def _dedup(session: Session, mail: ParsedMail, digest: str, body: str) -> tuple[str, bool]:
+    """(dedup key, already seen?).
+
+    The key is the Message-ID. The same Message-ID with the same bytes or the same body is the
+    same mail (fetched twice, or from two folders with other trace headers); with a different
+    body it is an unrelated mail reusing the ID, keyed by the hash of its bytes instead.
+    """
+    hash_key = f"sha256:{digest}"
+    if mail.message_id:
+        seen = session.scalars(select(IntakeRecord).where(
+            IntakeRecord.dedup_key == mail.message_id)).first()
+        if seen is None:
+            return mail.message_id, False
+        if digest == seen.raw_sha256 or body == seen.body_sha256:
+            return mail.message_id, True
+    seen_hash = session.scalars(select(IntakeRecord.id).where(
+        IntakeRecord.dedup_key == hash_key)).first()
+    return hash_key, seen_hash is not None
+
+
+def _related_ticket(session: Session, mail: ParsedMail, numbers_find: Callable[[str], list[str]],
+                    ids: tuple[str, ...]) -> Ticket | None:
+    """The ticket an auto-reply or bounce is about, by number in the subject or by reference."""
+    for number in numbers_find(mail.subject):
+        ticket = session.scalars(select(Ticket).where(Ticket.number == number)).first()
+        if ticket:
+            return ticket
+    if ids:
+        row = session.execute(select(Message.ticket_id).where(
+            Message.message_id.in_(ids), Message.ticket_id.is_not(None))).first()
+        if row:
+            return session.get(Ticket, row[0])
+        out = session.execute(select(OutboxMail.ticket_id).where(
+            OutboxMail.message_id.in_(ids), OutboxMail.ticket_id.is_not(None))).first()
+        if out:
+            return session.get(Ticket, out[0])
+    return None
+
+
+def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision:
+    """Everything intake concludes about a message, without writing anything."""
+    digest, body = content_hash(raw), body_hash(raw)
+    key, seen = _dedup(session, mail, digest, body)
+    if seen:
+        return Decision("duplicate", key, digest, body, reason="already processed")
+    hit = rules.first_match(mail, rule_context(app))
+    if hit is not None:
+        ids = tuple(dict.fromkeys((*mail.in_reply_to, *mail.references)))
+        original = mail.report.original_message_id if mail.report else None
+        if original:
+            ids = (original, *ids)
+        related = _related_ticket(session, mail, app.numbers.find, ids)
+        action = "bounce" if hit.kind == "bounce" else "ignored"
+        return Decision(action, key, digest, body, reason=hit.kind if action == "ignored" else
+                        hit.reason, hit=hit, related_ticket_id=related.id if related else None,
+                        related_number=related.number if related else None,
+                        bounced_message_id=original)
+    if mail.from_ is None or not mail.from_.email:
+        raise Quarantine("no sender address (From, Reply-To and Sender are all missing)")
+    verdict = thread(session, mail, app.numbers, app.config.tickets.stranger_number)
+    return Decision(verdict.action, key, digest, body, reason=verdict.note, verdict=verdict)
+
+
+@dataclass
+class Intake:
+    """Turns raw mail into tickets; one instance per process, reused for every message."""
+
+    app: App
+    notifier: Notifier | None = None
+    origin_mailbox: str | None = None
+    _blobs: BlobStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._blobs = BlobStore(self.app.attachments_dir)
+
+    # ------------------------------------------------------------------ entry point
+
+    def ingest(self, raw: RawMail) -> IntakeResult:
+        db = self.app.ready_db()
+        try:
+            mail = parse(raw.data)
+        except Quarantine as exc:
+            return self._quarantine(raw, exc.reason, None)
+        except Exception as exc:  # the parser must never take intake down
+            log.exception("parser crashed on %s", raw.origin)
+            return self._quarantine(raw, f"parser error: {type(exc).__name__}: {exc}", None)
+        step = "decide"
+        try:
+            with db.transaction() as session:
+                decision = decide(session, self.app, mail, raw.data)
+                step = decision.action
+                result = self._act(session, decision, mail, raw)
+        except IntegrityError:
+            # Another process committed the same message between our check and our insert.
+            return IntakeResult("duplicate", reason="already processed",
+                                message_id=mail.message_id)
+        except OperationalError as exc:
+            raise TransientError(f"database unavailable: {exc.orig}") from exc
+        except Quarantine as exc:
+            return self._quarantine(raw, exc.reason, mail.message_id)
+        except Exception as exc:
+            log.exception("intake failed at step %s for %s", step, mail.message_id)
+            return self._quarantine(raw, f"{step} failed: {type(exc).__name__}: {exc}",
+                                    mail.message_id)
+        log.info("%s %s %s (%s)", result.action, result.number or "-",
+                 mail.message_id or "-", raw.origin,
+                 extra={"fields": result.as_dict()})
+        return result
+
+    # ------------------------------------------------------------------ acting
+
+    def _act(self, session: Session, decision: Decision, mail: ParsedMail,
+             raw: RawMail) -> IntakeResult:
+        now = self.app.clock.now()
+        if decision.action == "duplicate":
+            return IntakeResult("duplicate", reason=decision.reason, message_id=mail.message_id)
+        if decision.action in ("ignored", "bounce"):
+            return self._not_a_ticket(session, decision, mail, raw)
+        verdict = decision.verdict
+        assert verdict is not None
+        if decision.action == "follow-up" and verdict.ticket_id is not None:
+            ticket = session.get(Ticket, verdict.ticket_id)
+            assert ticket is not None
+            message = self._store_message(session, ticket, mail, raw, decision, "follow-up",
+                                          trusted=verdict.trusted)
+            detail = f"{verdict.rule}: reply from {mail.from_}"
+            if not verdict.trusted:
+                detail += f" (untrusted: {verdict.note})"
+            tickets.record(session, ticket, at=now, actor=message.from_email,
+                           action="follow-up" if verdict.trusted else "follow-up-untrusted",
+                           detail=detail)
+            if ticket.status == "need_info" and verdict.participant:
+                tickets.change(session, ticket, at=now, actor=message.from_email,
+                               action="status", detail="requester supplied more information",
+                               status="open")
+            tickets.touch(ticket, now)
+            if self.notifier is not None:
+                self.notifier.follow_up(session, ticket, message, mail)
+            self._log(session, decision, mail, raw, "appended", ticket, verdict.note)
+            return IntakeResult("appended", ticket.number, verdict.note, mail.message_id)
+        ticket = self._new_ticket(session, mail, decision)
+        message = self._store_message(session, ticket, mail, raw, decision, "new")
+        if self.notifier is not None:
+            self.notifier.ticket_created(session, ticket, message, mail)
+        self._log(session, decision, mail, raw, "created", ticket, decision.reason)
+        return IntakeResult("created", ticket.number, decision.reason, mail.message_id)
+
+    def _new_ticket(self, session: Session, mail: ParsedMail, decision: Decision) -> Ticket:
+        now = self.app.clock.now()
+        assert mail.from_ is not None
+        verdict = decision.verdict
+        found = classify.classify(mail.subject, mail.new_text or mail.body_text)
+        number = allocate(session, self.app.numbers, now)
+        own = self.app.config.support.own_addresses
+        cc = [a.email for a in (*mail.to, *mail.cc) if a.email and a.email not in own]
+        ticket = tickets.create(
+            session, number=number, subject=mail.subject.strip() or "(no subject)",
+            requester_name=mail.from_.name, requester_email=mail.from_.email, at=now, cc=cc,
+            language=mail.language, priority=found.priority, category=found.category,
+            team=found.team, fields=found.fields, mailbox=self.origin_mailbox,
+            detail=f"ticket opened by mail from {mail.from_.email}; category {found.category} "
+                   f"({found.why}), priority {found.priority}")
+        if verdict is not None and verdict.linked_ticket_id is not None:
+            ticket.linked_ticket_id = verdict.linked_ticket_id
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="linked",
+                           detail=verdict.note)
+        elif decision.reason:
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="note",
+                           detail=decision.reason)
+        return ticket
+
+    def _store_message(self, session: Session, ticket: Ticket, mail: ParsedMail, raw: RawMail,
+                       decision: Decision, kind: str, trusted: bool = True) -> Message:
+        def addr(a: Address) -> dict[str, str]:
+            return {"name": a.name, "email": a.email}
+
+        assert mail.from_ is not None
+        message = Message(
+            ticket=ticket, direction="in", kind=kind, message_id=mail.message_id,
+            dedup_key=decision.dedup_key,
+            in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
+            references=list(mail.references), from_name=mail.from_.name,
+            from_email=mail.from_.email, to=[addr(a) for a in mail.to],
+            cc=[addr(a) for a in mail.cc], subject=mail.subject, date=mail.date,
+            body_text=mail.body_text, body_html=mail.body_html, new_text=mail.new_text,
+            quoted_text=mail.quoted_text, raw=raw.data, raw_sha256=mail.raw_sha256,
+            origin=raw.origin, trusted=trusted, created_at=self.app.clock.now(),
+        )
+        session.add(message)
+        self._store_attachments(message, mail)
+        return message
+
+    def _store_attachments(self, message: Message, mail: ParsedMail) -> None:
+        limits = self.app.config.attachments
+        total = 0
+        for part in mail.attachments:
+            skipped: str | None = None
+            if part.size > limits.max_bytes:
+                skipped = f"larger than [attachments] max_bytes ({part.size} > {limits.max_bytes})"
+            elif total + part.size > limits.max_message_bytes:
+                skipped = (f"message total over [attachments] max_message_bytes "
+                           f"({total + part.size} > {limits.max_message_bytes})")
+            else:
+                self._blobs.put(part.payload, part.sha256)
+                total += part.size
+            message.attachments.append(Attachment(
+                filename=part.filename, safe_filename=part.safe_filename,
+                content_type=part.content_type, size=part.size, sha256=part.sha256,
+                inline=part.inline, skipped=skipped))
+
+    def _not_a_ticket(self, session: Session, decision: Decision, mail: ParsedMail,
+                      raw: RawMail) -> IntakeResult:
+        now = self.app.clock.now()
+        hit = decision.hit
+        assert hit is not None
+        ticket = session.get(Ticket, decision.related_ticket_id) if (
+            decision.related_ticket_id) else None
+        if decision.action == "bounce":
+            report = mail.report
+            recipients = list(report.recipients) if report else []
+            permanent = report.permanent if report else True
+            if ticket is not None:
+                tickets.record(
+                    session, ticket, at=now, actor=tickets.SYSTEM,
+                    action="delivery-failed" if permanent else "delivery-delayed",
+                    detail=f"{', '.join(recipients) or 'recipient unknown'}: "
+                           f"{(report.status if report else None) or 'no status'} "
+                           f"{(report.diagnostic if report else None) or hit.reason}".strip()
+                           + (f" (our message {decision.bounced_message_id})"
+                              if decision.bounced_message_id else ""))
+            if permanent:
+                hold = timedelta(hours=self.app.config.mail.bounce_hold_hours)
+                for address in recipients:
+                    session.add(Suppression(address=address.lower(), reason=hit.reason, at=now,
+                                            until=now + hold))
+        elif ticket is not None:
+            tickets.record(session, ticket, at=now, actor=mail.from_.email if mail.from_ else
+                           tickets.SYSTEM, action=hit.kind,
+                           detail=f"{hit.reason} ({hit.header or hit.rule}); no ticket opened")
+        reason = decision.reason
+        if ticket is not None:
+            reason = f"{reason} ({ticket.number})"
+        action = "bounce" if decision.action == "bounce" else "ignored"
+        self._log(session, decision, mail, raw, action, ticket, hit.reason)
+        return IntakeResult(action, ticket.number if ticket else None, reason, mail.message_id)
+
+    def _log(self, session: Session, decision: Decision, mail: ParsedMail, raw: RawMail,
+             action: str, ticket: Ticket | None, reason: str) -> None:
+        session.add(IntakeRecord(
+            dedup_key=decision.dedup_key, message_id=mail.message_id,
+            raw_sha256=decision.content_hash, body_sha256=decision.body_hash, action=action,
+            reason=reason,
+            ticket_id=ticket.id if ticket else None, origin=raw.origin,
+            at=self.app.clock.now()))
+
+    # ------------------------------------------------------------------ the safety net
+
+    def _quarantine(self, raw: RawMail, reason: str, message_id: str | None) -> IntakeResult:
+        digest = content_hash(raw.data)
+        key = f"sha256:{digest}"
+        now = self.app.clock.now()
+        try:
+            with self.app.ready_db().transaction() as session:
+                if session.scalars(select(IntakeRecord.id).where(
+                        IntakeRecord.dedup_key == key)).first() is not None:
+                    return IntakeResult("duplicate", reason="already quarantined",
+                                        message_id=message_id)
+                session.add(Quarantined(at=now, reason=reason, origin=raw.origin,
+                                        message_id=message_id, raw=raw.data,
+                                        raw_sha256=digest))
+                session.add(IntakeRecord(dedup_key=key, message_id=message_id,
+                                         raw_sha256=digest, body_sha256=body_hash(raw.data),
+                                         action="quarantined", reason=reason,
+                                         origin=raw.origin, at=now))
+        except IntegrityError:
+            return IntakeResult("duplicate", reason="already quarantined", message_id=message_id)
+        except OperationalError as exc:
+            raise TransientError(f"database unavailable, cannot quarantine: {exc.orig}") from exc
+        log.warning("quarantined %s (%s): %s", message_id or "-", raw.origin, reason)
+        return IntakeResult("quarantined", reason=reason, message_id=message_id)

@@ -1,0 +1,146 @@
+"""`poll --once` against a real Dovecot: commit before move, dedup, UIDVALIDITY, quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from daemon import tickets
+from daemon.app import App
+from daemon.clock import FixedClock
+from daemon.errors import MailboxRefused, MailboxUnavailable
+from daemon.intake import imap as imap_intake
+from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.sources import RawMail
+from daemon.models import MailboxCursor, Quarantined, Ticket
+from tests import messages
+from tests.conftest import make_config
+from tests.servers.dovecot import Dovecot
+
+PASSWORD_ENV = "TICKETD_TEST_IMAP_PASSWORD"
+
+
+@pytest.fixture
+def imap_app(tmp_path: Path, database_url: str, clock: FixedClock, imap: Dovecot,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    monkeypatch.setenv(PASSWORD_ENV, "support-pass")
+    cfg = make_config(tmp_path, database_url, imap={
+        "host": imap.host, "port": imap.port, "security": "none", "username": "support",
+        "password_env": PASSWORD_ENV, "batch_size": 2})
+    application = App(cfg, clock=clock)
+    application.ready_db()
+    yield application
+    application.close()
+
+
+def spec_of(app: App, **changes: object) -> imap_intake.MailboxSpec:
+    spec = imap_intake.MailboxSpec.from_config(app.config.imap)
+    return imap_intake.MailboxSpec(**{**spec.__dict__, **changes})  # type: ignore[arg-type]
+
+
+def ticket_count(app: App) -> int:
+    with app.db.transaction() as s:
+        return int(s.scalar(select(func.count()).select_from(Ticket)) or 0)
+
+
+def test_poll_creates_follows_up_ignores_and_moves_after_commit(imap_app: App,
+                                                                 imap: Dovecot) -> None:
+    first = messages.mail(message_id="<first@client.example>")
+    imap.append("support", first)
+    report = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app))
+    assert [r.action for r in report.results] == ["created"]
+    number = report.results[0].number
+    assert number == "TS20231027000001"
+
+    imap.append("support", messages.mail(subject=f"回复: [{number}] 打印机无法打印",
+                                         body="补充：型号是 HP M404。",
+                                         in_reply_to="<first@client.example>"))
+    imap.append("support", messages.auto_reply())
+    imap.append("support", messages.mail(subject="VPN 无法连接", sender="li@corp.example"))
+    report = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app))
+    assert [(r.action, r.number) for r in report.results] == [
+        ("appended", number), ("ignored", None), ("created", "TS20231027000002")]
+    assert imap.folder_uids("support", "INBOX") == []
+    assert len(imap.folder_uids("support", "Processed")) == 4
+    with imap_app.db.transaction() as s:
+        t = tickets.get(s, number)
+        assert [m.kind for m in t.messages] == ["new", "follow-up"]
+        assert "HP M404" in t.messages[1].new_text
+        cursor = s.get(MailboxCursor, spec_of(imap_app).key)
+        assert cursor is not None and cursor.last_uid == 4 and cursor.uidvalidity
+
+
+class CrashAfterCommit(Intake):
+    """An intake that loses the IMAP server right after its commit (before the move)."""
+
+    def __init__(self, app: App, server: Dovecot) -> None:
+        super().__init__(app)
+        self.server = server
+
+    def ingest(self, raw: RawMail) -> IntakeResult:
+        result = super().ingest(raw)
+        self.server.stop()
+        return result
+
+
+def test_restart_between_commit_and_move_records_once(imap_app: App, imap: Dovecot) -> None:
+    imap.append("support", messages.mail())
+    with pytest.raises(MailboxUnavailable):
+        imap_intake.poll_once(imap_app, CrashAfterCommit(imap_app, imap), spec_of(imap_app))
+    imap.start()
+    assert len(imap.folder_uids("support", "INBOX")) == 1  # not moved: the crash came first
+    assert ticket_count(imap_app) == 1
+    report = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app))
+    assert [r.action for r in report.results] == ["duplicate"]
+    assert ticket_count(imap_app) == 1
+    assert imap.folder_uids("support", "INBOX") == []
+    assert len(imap.folder_uids("support", "Processed")) == 1
+
+
+def test_uidvalidity_change_rescans_without_doubles(imap_app: App, imap: Dovecot) -> None:
+    spec = spec_of(imap_app, after_processing="flag")
+    for n in range(3):
+        imap.append("support", messages.mail(subject=f"问题 {n}"))
+    first = imap_intake.poll_once(imap_app, Intake(imap_app), spec)
+    assert [r.action for r in first.results] == ["created"] * 3
+    assert len(imap.folder_uids("support", "INBOX")) == 3  # flag mode leaves mail in place
+    again = imap_intake.poll_once(imap_app, Intake(imap_app), spec)
+    assert again.results == []  # the cursor remembers the last UID
+    imap.change_uidvalidity("support", "INBOX")
+    imap.append("support", messages.mail(subject="新问题"))
+    after = imap_intake.poll_once(imap_app, Intake(imap_app), spec)
+    assert after.uidvalidity_reset
+    assert [r.action for r in after.results] == ["duplicate"] * 3 + ["created"]
+    assert ticket_count(imap_app) == 4
+
+
+def test_unparseable_mail_is_quarantined_and_moved_aside(imap_app: App, imap: Dovecot) -> None:
+    imap.append("support", messages.GARBAGE)
+    imap.append("support", messages.mail())
+    report = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app))
+    assert [r.action for r in report.results] == ["quarantined", "created"]
+    assert imap.fetch_all("support", "Quarantine") != {}
+    quarantined = next(iter(imap.fetch_all("support", "Quarantine").values()))
+    assert quarantined.rstrip() == messages.GARBAGE.rstrip()
+    with imap_app.db.transaction() as s:
+        row = s.scalars(select(Quarantined)).one()
+        assert row.raw.rstrip() == messages.GARBAGE.rstrip() and "no header" in row.reason
+
+
+def test_starttls_not_offered_is_an_error_never_plain_text(imap_app: App) -> None:
+    with pytest.raises(MailboxRefused, match="does not offer STARTTLS"):
+        imap_intake.connect(spec_of(imap_app, security="starttls"))
+
+
+def test_wrong_password_is_refused(imap_app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "wrong")
+    with pytest.raises(MailboxRefused, match="login refused"):
+        imap_intake.connect(spec_of(imap_app))
+
+
+def test_server_down_is_transient(imap_app: App) -> None:
+    with pytest.raises(MailboxUnavailable):
+        imap_intake.connect(spec_of(imap_app, port=1))
