@@ -129,10 +129,10 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- intake
 
 
-def _intake(app: App, mailbox: str | None = None) -> Any:
+def _intake(app: App, mailbox: str | None = None, team: str | None = None) -> Any:
     from daemon.intake.pipeline import Intake
 
-    return Intake(app, notifier=_notifier(app), origin_mailbox=mailbox)
+    return Intake(app, notifier=_notifier(app), origin_mailbox=mailbox, default_team=team)
 
 
 def _notifier(app: App) -> Any:
@@ -193,18 +193,27 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
 
     if not args.once:
         raise UsageError("poll: continuous polling is `ticketd run`; use `ticketd poll --once`")
-    cfg = app.config.imap
-    if not cfg.host:
+    specs = imap.mailboxes(app.config.imap)
+    if not specs:
         raise ConfigError(f"{app.config.path or 'config'}: [imap] host: expected an IMAP server "
                           "to poll, got none")
-    spec = imap.MailboxSpec.from_config(cfg)
-    report = imap.poll_once(app, _intake(app, spec.key), spec)
-    for result in report.results:
-        print(json.dumps(result.as_dict(), ensure_ascii=False) if args.json else result.line())
-    if not args.json:
-        print(f"{spec.key}: {len(report.results)} messages", file=sys.stderr)
+    failed = 0
+    for spec in specs:
+        try:
+            report = imap.poll_once(app, _intake(app, spec.label, spec.team), spec)
+        except TicketdError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            print(f"ticketd: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for result in report.results:
+            print(json.dumps(result.as_dict(), ensure_ascii=False) if args.json
+                  else result.line())
+        if not args.json:
+            print(f"{spec.label}: {len(report.results)} messages", file=sys.stderr)
     _flush_outbox(app)
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_quarantine_list(app: App, args: argparse.Namespace) -> int:

@@ -128,6 +128,10 @@ class SupportConfig:
     def own_addresses(self) -> frozenset[str]:
         return frozenset(a.lower() for a in (self.address, *self.aliases))
 
+    @property
+    def default_domain(self) -> str:
+        return self.domain
+
 
 @dataclass(frozen=True)
 class TicketsConfig:
@@ -142,6 +146,26 @@ class TicketsConfig:
 class DatabaseConfig:
     url: str = field(default="sqlite:///var/tickets.db", metadata=spec(_URL))
     echo: bool = False
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    """One more mailbox in ``[[imap.mailboxes]]``; empty/zero values inherit from ``[imap]``."""
+
+    name: str = ""
+    address: str = field(default="", metadata=spec(Check("an e-mail address",
+                                                          lambda v: not v or _is_address(v))))
+    team: str = ""  # default team for tickets opened from this mailbox
+    host: str = ""
+    port: int = field(default=0, metadata=spec(int_range(0, 65535)))
+    security: str = field(default="", metadata=spec(one_of("", "ssl", "starttls", "none")))
+    username: str = ""
+    password_env: str = ""
+    password_file: str = field(default="", metadata=spec(path=True))
+    folder: str = ""
+    processed_folder: str = ""
+    quarantine_folder: str = ""
+    after_processing: str = field(default="", metadata=spec(one_of("", "move", "flag")))
 
 
 @dataclass(frozen=True)
@@ -160,6 +184,9 @@ class ImapConfig:
     batch_size: int = field(default=50, metadata=spec(int_range(1, 1000)))
     idle: bool = True
     timeout: int = field(default=60, metadata=spec(int_range(1, 3600)))
+    # Seconds a poller's lease on a mailbox lasts (several instances: one polls each mailbox).
+    lease_seconds: int = field(default=120, metadata=spec(int_range(10, 86400)))
+    mailboxes: tuple[MailboxConfig, ...] = ()
 
     @property
     def password(self) -> Secret:
@@ -238,6 +265,12 @@ class Config:
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
 
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """Every address that is ours: the support address, aliases, each mailbox's address."""
+        extra = {m.address.lower() for m in self.imap.mailboxes if m.address}
+        return self.support.own_addresses | extra
+
 
 T = TypeVar("T")
 
@@ -260,6 +293,8 @@ def _coerce(kind: Any, value: Any) -> tuple[Any, str | None]:
     """Check a TOML value against a field type; returns (value, expected-if-wrong)."""
     if get_origin(kind) is tuple:
         (inner, _) = get_args(kind)
+        if inner is MailboxConfig:  # handled by _section
+            return value, None if isinstance(value, list) else "a list of tables"
         ok = isinstance(value, list) and all(isinstance(v, inner) for v in value)
         return (tuple(value) if ok else value), (None if ok else "a list of strings")
     if kind is int:
@@ -290,6 +325,9 @@ def _section(cls: type[T], table: Any, name: str, where: str, base: Path) -> T:
             raise ConfigError(f"{where}: [{name}] {key}: expected {expected}, got {_show(value)}")
         if meta.get("path") and value:
             value = str((base / value).resolve()) if not Path(value).is_absolute() else value
+        if key == "mailboxes":
+            value = tuple(_section(MailboxConfig, item, f"{name}.mailboxes][{index}", where, base)
+                          for index, item in enumerate(value))
         values[key] = value
     for key, f in fields.items():
         if key not in values and f.metadata.get("path"):
@@ -323,6 +361,13 @@ def _cross_checks(config: Config, where: str) -> None:
     imap = config.imap
     if imap.host and not imap.username:
         raise ConfigError(f"{where}: [imap] username: expected a user name when host is set")
+    for index, box in enumerate(imap.mailboxes):
+        if not (box.host or imap.host):
+            raise ConfigError(f"{where}: [imap.mailboxes][{index}] host: expected a host "
+                              "(here or in [imap])")
+        if not (box.username or imap.username):
+            raise ConfigError(f"{where}: [imap.mailboxes][{index}] username: expected a user "
+                              "name (here or in [imap])")
     if imap.password_env and imap.password_file:
         raise ConfigError(f"{where}: [imap] password_env and password_file: set only one")
     if config.smtp.password_env and config.smtp.password_file:

@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imapclient import IMAPClient
@@ -50,17 +51,44 @@ class MailboxSpec:
     after_processing: str = "move"
     batch_size: int = 50
     timeout: int = 60
+    name: str = ""
+    team: str | None = None       # default team for tickets opened from this mailbox
+    address: str | None = None    # the support address this mailbox receives
 
     @property
     def key(self) -> str:
         """The cursor's name: which account and folder this is."""
         return f"{self.username}@{self.host}:{self.port}/{self.folder}"
 
+    @property
+    def label(self) -> str:
+        return self.name or self.key
+
     @classmethod
     def from_config(cls, cfg: ImapConfig) -> MailboxSpec:
         return cls(cfg.host, cfg.port, cfg.security, cfg.username, cfg.password, cfg.folder,
                    cfg.processed_folder, cfg.quarantine_folder, cfg.after_processing,
                    cfg.batch_size, cfg.timeout)
+
+
+def mailboxes(cfg: ImapConfig) -> list[MailboxSpec]:
+    """Every configured mailbox: ``[imap]`` itself when it has a host, then each
+    ``[[imap.mailboxes]]`` entry with its empty keys inherited from ``[imap]``."""
+    specs = [MailboxSpec.from_config(cfg)] if cfg.host else []
+    for box in cfg.mailboxes:
+        secret = (Secret("imap.mailboxes", box.password_env,
+                         Path(box.password_file) if box.password_file else None)
+                  if box.password_env or box.password_file else cfg.password)
+        specs.append(MailboxSpec(
+            host=box.host or cfg.host, port=box.port or cfg.port,
+            security=box.security or cfg.security, username=box.username or cfg.username,
+            password=secret, folder=box.folder or cfg.folder,
+            processed_folder=box.processed_folder or cfg.processed_folder,
+            quarantine_folder=box.quarantine_folder or cfg.quarantine_folder,
+            after_processing=box.after_processing or cfg.after_processing,
+            batch_size=cfg.batch_size, timeout=cfg.timeout, name=box.name,
+            team=box.team or None, address=box.address or None))
+    return specs
 
 
 @dataclass

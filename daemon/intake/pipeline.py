@@ -115,7 +115,7 @@ def body_hash(raw: bytes) -> str:
 
 
 def rule_context(app: App) -> rules.RuleContext:
-    return rules.RuleContext(own_addresses=app.config.support.own_addresses,
+    return rules.RuleContext(own_addresses=app.config.own_addresses,
                              loop_header=app.config.mail.loop_header,
                              loop_value=app.config.support.address)
 
@@ -190,6 +190,7 @@ class Intake:
     app: App
     notifier: Notifier | None = None
     origin_mailbox: str | None = None
+    default_team: str | None = None   # a mailbox's own team wins over the classifier's
     _blobs: BlobStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -251,10 +252,8 @@ class Intake:
             tickets.record(session, ticket, at=now, actor=message.from_email,
                            action="follow-up" if verdict.trusted else "follow-up-untrusted",
                            detail=detail)
-            if ticket.status == "need_info" and verdict.participant:
-                tickets.change(session, ticket, at=now, actor=message.from_email,
-                               action="status", detail="requester supplied more information",
-                               status="open")
+            if verdict.trusted and verdict.participant:
+                self._merge_fields(session, ticket, mail, message.from_email)
             tickets.touch(ticket, now)
             if self.notifier is not None:
                 self.notifier.follow_up(session, ticket, message, mail)
@@ -267,19 +266,39 @@ class Intake:
         self._log(session, decision, mail, raw, "created", ticket, decision.reason)
         return IntakeResult("created", ticket.number, decision.reason, mail.message_id)
 
+    def _merge_fields(self, session: Session, ticket: Ticket, mail: ParsedMail,
+                      actor: str) -> None:
+        """A participant's reply may supply details ("系统: OA"); a complete ticket that was
+        waiting for them goes back to open."""
+        now = self.app.clock.now()
+        given = classify.extract_fields(mail.new_text)
+        if given:
+            merged = {**ticket.fields, **given}
+            tickets.change(session, ticket, at=now, actor=actor, action="fields",
+                           detail="details supplied by reply: " + ", ".join(sorted(given)),
+                           fields=merged)
+        if ticket.status == "need_info":
+            missing = classify.missing_fields(ticket.category, ticket.fields)
+            if not missing:
+                tickets.change(session, ticket, at=now, actor=actor, action="status",
+                               detail="requester supplied the missing details", status="open")
+            else:
+                tickets.record(session, ticket, at=now, actor=actor, action="note",
+                               detail="still missing: " + ", ".join(f.name for f in missing))
+
     def _new_ticket(self, session: Session, mail: ParsedMail, decision: Decision) -> Ticket:
         now = self.app.clock.now()
         assert mail.from_ is not None
         verdict = decision.verdict
         found = classify.classify(mail.subject, mail.new_text or mail.body_text)
         number = allocate(session, self.app.numbers, now)
-        own = self.app.config.support.own_addresses
+        own = self.app.config.own_addresses
         cc = [a.email for a in (*mail.to, *mail.cc) if a.email and a.email not in own]
         ticket = tickets.create(
             session, number=number, subject=mail.subject.strip() or "(no subject)",
             requester_name=mail.from_.name, requester_email=mail.from_.email, at=now, cc=cc,
             language=mail.language, priority=found.priority, category=found.category,
-            team=found.team, fields=found.fields, mailbox=self.origin_mailbox,
+            team=self.default_team or found.team, fields=found.fields, mailbox=self.origin_mailbox,
             detail=f"ticket opened by mail from {mail.from_.email}; category {found.category} "
                    f"({found.why}), priority {found.priority}")
         if verdict is not None and verdict.linked_ticket_id is not None:

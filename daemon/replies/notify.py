@@ -27,6 +27,7 @@ from daemon.app import App
 from daemon.errors import TemplateError
 from daemon.intake import rules
 from daemon.intake.parsed import Address, ParsedMail
+from daemon.intake.pipeline import rule_context
 from daemon.models import Message, OutboxMail, Suppression, Ticket
 from daemon.replies import kinds
 from daemon.replies.compose import compose, make_message_id
@@ -98,9 +99,9 @@ class Notify:
         cfg = self.app.config
         now = self.app.clock.now()
         address = address.lower()
-        if address in cfg.support.own_addresses:
+        if address in cfg.own_addresses:
             return "it is our own address"
-        if mail is not None and rules.is_auto_sender(mail, _context(self.app)):
+        if mail is not None and rules.is_auto_sender(mail, rule_context(self.app)):
             return "the sender is an automatic sender"
         held = session.scalars(select(Suppression).where(
             Suppression.address == address, Suppression.until > now)).first()
@@ -161,8 +162,3 @@ class Notify:
             refs = (*refs, mail.message_id)
         return mail.message_id, refs
 
-
-def _context(app: App) -> rules.RuleContext:
-    return rules.RuleContext(own_addresses=app.config.support.own_addresses,
-                             loop_header=app.config.mail.loop_header,
-                             loop_value=app.config.support.address)
