@@ -303,6 +303,44 @@ def cmd_templates_preview(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- explain, daemon, status
+
+
+def cmd_inspect(app: App, args: argparse.Namespace) -> int:
+    from daemon import explain
+
+    if args.path == "-":
+        raw, origin = sys.stdin.buffer.read(), "stdin"
+    else:
+        path = Path(args.path)
+        if not path.is_file():
+            raise UsageError(f"{args.path}: no such file")
+        raw, origin = path.read_bytes(), str(path)
+    result = explain.explain(app, raw, origin=origin)
+    if args.json:
+        _emit_json(result.as_dict())
+    else:
+        print(explain.render(result))
+    return 0 if result.readable else 1
+
+
+def cmd_run(app: App, args: argparse.Namespace) -> int:
+    from daemon import service
+
+    return service.run(app)
+
+
+def cmd_status(app: App, args: argparse.Namespace) -> int:
+    from daemon import status
+
+    data = status.collect(app)
+    if args.json:
+        _emit_json(data)
+    else:
+        print(status.render(data))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -344,6 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="poll once and exit")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.set_defaults(func=cmd_poll)
+
+    p = sub.add_parser("inspect", help="explain how ticketd reads a message; changes nothing")
+    p.add_argument("path", metavar="PATH", help="a raw message file, or - for stdin")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    sub.add_parser("run", help="run the daemon: poll (with IDLE), send, sweep").set_defaults(
+        func=cmd_run)
+    p = sub.add_parser("status", help="polls, queues, tickets and SLA at a glance")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
 
     op = group("outbox", "outgoing mail queue")
     p = op.add_parser("list", help="queued, retrying and failed mail")
