@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 CATEGORIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # (category, default team, keywords)
     ("系统故障", "ops", ("宕机", "故障", "无法访问", "打不开", "崩溃", "down", "outage",
-                        "unreachable", "crash", "502", "503", "服务不可用", "断网", "无法连接")),
+                        "unreachable", "crash", "502", "503", "服务不可用", "断网", "无法连接",
+                        "无法登录", "登不上", "登录不了", "连不上", "一直转圈", "无响应", "超时",
+                        "cannot log in", "can't log in", "unable to log in", "not responding",
+                        "timed out", "timeout")),
     ("权限申请", "admins", ("权限", "开通", "账号", "帐号", "申请访问", "access request",
                           "permission", "grant access", "account", "reset password", "重置密码")),
     ("需求开发", "dev", ("需求", "新功能", "希望增加", "建议增加", "feature request",
@@ -28,7 +31,8 @@ DEFAULT_CATEGORY = ("技术咨询", "ops")
 PRIORITY_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("P0", ("p0", "紧急", "全部用户", "所有用户", "生产事故", "urgent", "emergency", "critical",
             "all users", "production down")),
-    ("P1", ("p1", "严重", "尽快", "影响业务", "asap", "high priority", "blocking")),
+    ("P1", ("p1", "严重", "尽快", "影响业务", "全部门", "整个部门", "多个部门", "asap",
+            "high priority", "blocking", "whole team", "many users")),
     ("P3", ("p3", "不急", "有空", "low priority", "when you have time")),
 )
 DEFAULT_PRIORITY = "P2"
