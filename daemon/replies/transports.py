@@ -112,10 +112,21 @@ class SmtpTransport:
             else:
                 client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout,
                                       local_hostname=self.local_hostname)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransportTemporary(f"{self.where}: cannot connect: {exc}") from exc
+        try:
+            self._greet(client)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _greet(self, client: smtplib.SMTP) -> None:
+        cfg = self.cfg
+        try:
             client.ehlo()
             if cfg.security == "starttls":
                 if not client.has_extn("starttls"):
-                    client.close()
                     raise TransportTemporary(
                         f"{self.where}: server does not offer STARTTLS; not sending in plain text")
                 client.starttls(context=self.context)
@@ -128,7 +139,6 @@ class SmtpTransport:
                                      f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportTemporary(f"{self.where}: cannot connect: {exc}") from exc
-        return client
 
     def send(self, sender: str, recipients: Sequence[str], raw: bytes) -> dict[str, str]:
         if self._client is None:
