@@ -184,6 +184,7 @@ class ImapConfig:
     batch_size: int = field(default=50, metadata=spec(int_range(1, 1000)))
     idle: bool = True
     timeout: int = field(default=60, metadata=spec(int_range(1, 3600)))
+    ca_file: str = field(default="", metadata=spec(path=True))  # trust this CA (PEM) too
     # Seconds a poller's lease on a mailbox lasts (several instances: one polls each mailbox).
     lease_seconds: int = field(default=120, metadata=spec(int_range(10, 86400)))
     mailboxes: tuple[MailboxConfig, ...] = ()
@@ -205,6 +206,7 @@ class SmtpConfig:
     password_file: str = field(default="", metadata=spec(path=True))
     file_dir: str = field(default="var/outbox", metadata=spec(path=True))
     timeout: int = field(default=30, metadata=spec(int_range(1, 3600)))
+    ca_file: str = field(default="", metadata=spec(path=True))  # trust this CA (PEM) too
     max_attempts: int = field(default=8, metadata=spec(int_range(1, 100)))
     retry_base: int = field(default=60, metadata=spec(int_range(1, 86400)))
     batch_size: int = field(default=50, metadata=spec(int_range(1, 10000)))

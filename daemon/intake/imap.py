@@ -54,6 +54,7 @@ class MailboxSpec:
     name: str = ""
     team: str | None = None       # default team for tickets opened from this mailbox
     address: str | None = None    # the support address this mailbox receives
+    ca_file: str = ""             # a private CA to trust besides the system's
 
     @property
     def key(self) -> str:
@@ -68,7 +69,7 @@ class MailboxSpec:
     def from_config(cls, cfg: ImapConfig) -> MailboxSpec:
         return cls(cfg.host, cfg.port, cfg.security, cfg.username, cfg.password, cfg.folder,
                    cfg.processed_folder, cfg.quarantine_folder, cfg.after_processing,
-                   cfg.batch_size, cfg.timeout)
+                   cfg.batch_size, cfg.timeout, ca_file=cfg.ca_file)
 
 
 def mailboxes(cfg: ImapConfig) -> list[MailboxSpec]:
@@ -87,7 +88,7 @@ def mailboxes(cfg: ImapConfig) -> list[MailboxSpec]:
             quarantine_folder=box.quarantine_folder or cfg.quarantine_folder,
             after_processing=box.after_processing or cfg.after_processing,
             batch_size=cfg.batch_size, timeout=cfg.timeout, name=box.name,
-            team=box.team or None, address=box.address or None))
+            team=box.team or None, address=box.address or None, ca_file=cfg.ca_file))
     return specs
 
 
@@ -104,11 +105,14 @@ class PollReport:
 def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMAPClient:
     """A logged-in client; errors become MailboxUnavailable (retry) or MailboxRefused."""
     where = f"imap {spec.host}:{spec.port}"
-    context = ssl_context or ssl.create_default_context()
+    context = ssl_context or ssl.create_default_context(cafile=spec.ca_file or None)
     try:
         client = IMAPClient(spec.host, port=spec.port, ssl=spec.security == "ssl",
                             ssl_context=context if spec.security == "ssl" else None,
                             timeout=spec.timeout)
+    except ssl.SSLCertVerificationError as exc:
+        raise MailboxRefused(f"{where}: server certificate not trusted ({exc.verify_message}); "
+                             "set [imap] ca_file for a private CA") from exc
     except (OSError, IMAPClientError) as exc:
         raise MailboxUnavailable(f"{where}: cannot connect: {exc}") from exc
     try:
@@ -123,6 +127,10 @@ def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMA
     except LoginError as exc:
         _quiet_logout(client)
         raise MailboxRefused(f"{where}: login refused for {spec.username}: {exc}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        _quiet_logout(client)
+        raise MailboxRefused(f"{where}: server certificate not trusted ({exc.verify_message}); "
+                             "set [imap] ca_file for a private CA") from exc
     except (OSError, IMAPClientError) as exc:
         _quiet_logout(client)
         raise MailboxUnavailable(f"{where}: {exc}") from exc

@@ -78,7 +78,7 @@ class SmtpTransport:
     def __init__(self, cfg: SmtpConfig, ssl_context: ssl.SSLContext | None = None,
                  local_hostname: str | None = None) -> None:
         self.cfg = cfg
-        self.context = ssl_context or ssl.create_default_context()
+        self.context = ssl_context or ssl.create_default_context(cafile=cfg.ca_file or None)
         self.local_hostname = local_hostname
         self._client: smtplib.SMTP | None = None
 

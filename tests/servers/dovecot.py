@@ -71,7 +71,7 @@ instance_name = ticketd-test-{port}
 log_path = {dir}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -95,7 +95,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 {chroot}}}
 service anvil {{
@@ -184,8 +185,12 @@ class Dovecot:
 
     host: str = HOST
 
-    def __init__(self, users: Mapping[str, str] | None = None) -> None:
+    def __init__(self, users: Mapping[str, str] | None = None, *, tls: bool = False) -> None:
+        """``tls=True`` adds a self-signed certificate for 127.0.0.1 (``cert_path``), STARTTLS
+        on ``port`` and implicit TLS on ``tls_port``."""
         self._binary = find_binary("dovecot")
+        self.tls = tls
+        self.tls_port = 0
         self._users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
         if not self._users:
             raise ValueError("a Dovecot needs at least one user (readiness is a LOGIN)")
@@ -205,6 +210,8 @@ class Dovecot:
             if self._root:
                 os.chown(mail, _NOBODY, _NOBODY)
             self._write_users()
+            if tls:
+                self._make_certificate()
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise
@@ -498,7 +505,28 @@ class Dovecot:
     def _log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    @property
+    def cert_path(self) -> Path:
+        return self.dir / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate whose subjectAltName is IP:127.0.0.1 (openssl CLI)."""
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise DovecotError("openssl not found: needed to make the test certificate")
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(self.dir / "key.pem"), "-out", str(self.cert_path)],
+            check=True, capture_output=True,
+        )
+        (self.dir / "key.pem").chmod(0o644)  # read by Dovecot's login processes
+
     def _write_config(self, port: int) -> None:
+        if self.tls and not self.tls_port:
+            self.tls_port = free_port()
+        ssl = (f"ssl = yes\nssl_cert = <{self.cert_path}\nssl_key = <{self.dir / 'key.pem'}"
+               if self.tls else "ssl = no")
         if self._root:
             uid = gid = _NOBODY
             internal_users = ""
@@ -527,6 +555,8 @@ class Dovecot:
                 gid=gid,
                 internal_users=internal_users,
                 chroot=chroot,
+                ssl=ssl,
+                tls_port=self.tls_port,
             )
         )
 

@@ -46,6 +46,17 @@ def dovecot() -> Iterator[Dovecot]:
         server.close()
 
 
+@pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[Dovecot]:
+    """A second Dovecot with a self-signed certificate: STARTTLS and implicit TLS."""
+    server = Dovecot(tls=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def imap(dovecot: Dovecot) -> Dovecot:
     """The session server with ``support`` reset: only INBOX, and it is empty."""
