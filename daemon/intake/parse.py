@@ -107,6 +107,14 @@ def parse(raw: bytes) -> ParsedMail:
         _guarded(name, partial(_addresses, message, name, hints, defects), _NO_ADDRESSES, defects)
         for name in _ADDRESS_HEADERS
     )
+    if not from_:
+        # A mail without a usable From still has an author: RFC 5322 Sender, then Reply-To.
+        sender = _guarded("sender", partial(_addresses, message, "sender", hints, defects),
+                          _NO_ADDRESSES, defects)
+        from_ = sender or reply_to
+        if from_:
+            source = "Sender" if sender else "Reply-To"
+            defects.append(f"no usable From: author taken from {source}")
     subject = headers.get("subject", ("",))[0]
     return ParsedMail(
         message_id=_first(message_ids(_joined(headers, "message-id"))),

@@ -201,3 +201,15 @@ def test_deep_nesting_is_cut_off_not_fatal_or_quarantined() -> None:
     parsed = parse(head + body)
     assert "MIME nesting deeper than 40 levels cut off" in parsed.defects
     assert parsed.body_text == ""
+
+
+def test_author_falls_back_to_sender_then_reply_to() -> None:
+    from daemon.intake.parse import parse as parse_mail
+
+    sender = parse_mail(b"Sender: Bob <bob@x.example>\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert sender.from_ is not None and sender.from_.email == "bob@x.example"
+    assert "no usable From: author taken from Sender" in sender.defects
+    reply = parse_mail(b"Reply-To: r@x.example\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert reply.from_ is not None and reply.from_.email == "r@x.example"
+    nobody = parse_mail(b"Subject: hi\r\nMessage-ID: <n@x>\r\n\r\nbody\r\n")
+    assert nobody.from_ is None
