@@ -225,15 +225,23 @@ def _content_id(part: Message) -> str | None:
     return cleaned or None
 
 
+def _as_bytes(message: Message) -> bytes:
+    try:
+        return message.as_bytes()
+    except (ValueError, LookupError, UnicodeError, TypeError):
+        return message.as_string().encode("utf-8", "surrogateescape")
+
+
 def _payload(part: Message) -> bytes:
     if part.is_multipart():
         inner = part.get_payload()
-        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            try:
-                return inner[0].as_bytes()
-            except (ValueError, LookupError, UnicodeError, TypeError):
-                return inner[0].as_string().encode("utf-8", "surrogateescape")
-        return b""
+        if not (isinstance(inner, list) and inner and isinstance(inner[0], Message)):
+            return b""
+        if part.get_content_type() == "message/rfc822":
+            return _as_bytes(inner[0])
+        # message/delivery-status and the like: the parser splits the fields into one
+        # "message" per block (per-message, then one per recipient); keep every block.
+        return b"\n".join(_as_bytes(block) for block in inner if isinstance(block, Message))
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
 
@@ -315,8 +323,9 @@ def _collect_part(part: Message, position: int, collector: _Collector) -> None:
     content_id = _content_id(part)
     payload = _payload(part)
     if content_type.startswith("message/") and part.is_multipart():
-        name = filename or _attached_message_name(part, collector)
-        _add(collector, name, content_type, payload, origin="rfc822")
+        forwarded = content_type == "message/rfc822"
+        name = filename or (_attached_message_name(part, collector) if forwarded else None)
+        _add(collector, name, content_type, payload, origin="rfc822" if forwarded else "mime")
         return
     is_tnef = content_type in TNEF_TYPES or (filename or "").lower() == "winmail.dat"
     if is_tnef:
