@@ -63,15 +63,15 @@ class Ticket(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), index=True, default="new")
     priority: Mapped[str] = mapped_column(String(4), default="P2")
-    category: Mapped[str | None] = mapped_column(String(40))
-    team: Mapped[str | None] = mapped_column(String(40))
-    handler: Mapped[str | None] = mapped_column(String(320))
-    requester_name: Mapped[str] = mapped_column(String(320), default="")
-    requester_email: Mapped[str] = mapped_column(String(320), index=True)
+    category: Mapped[str | None] = mapped_column(Text)
+    team: Mapped[str | None] = mapped_column(Text)
+    handler: Mapped[str | None] = mapped_column(Text)
+    requester_name: Mapped[str] = mapped_column(Text, default="")
+    requester_email: Mapped[str] = mapped_column(String(998), index=True)
     cc: Mapped[list[Any]] = mapped_column(default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     language: Mapped[str] = mapped_column(String(10), default="en")
-    mailbox: Mapped[str | None] = mapped_column(String(200))
+    mailbox: Mapped[str | None] = mapped_column(Text)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -96,8 +96,8 @@ class Message(Base):
     dedup_key: Mapped[str] = mapped_column(String(998), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[list[Any]] = mapped_column(default=list)
-    from_name: Mapped[str] = mapped_column(String(320), default="")
-    from_email: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str] = mapped_column(Text, default="")
+    from_email: Mapped[str] = mapped_column(Text, default="")
     to: Mapped[list[Any]] = mapped_column(default=list)
     cc: Mapped[list[Any]] = mapped_column(default=list)
     subject: Mapped[str] = mapped_column(Text, default="")
@@ -126,8 +126,8 @@ class Attachment(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     filename: Mapped[str] = mapped_column(Text)
-    safe_filename: Mapped[str] = mapped_column(String(255))
-    content_type: Mapped[str] = mapped_column(String(255))
+    safe_filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     inline: Mapped[bool] = mapped_column(default=False)
@@ -144,7 +144,7 @@ class Event(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(String(320))
+    actor: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(60))
     detail: Mapped[str] = mapped_column(Text, default="")
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -218,9 +218,9 @@ class OutboxMail(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     kind: Mapped[str] = mapped_column(String(30))
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
-    sender: Mapped[str] = mapped_column(String(320))
+    sender: Mapped[str] = mapped_column(Text)
     recipients: Mapped[list[Any]] = mapped_column()
-    primary_recipient: Mapped[str] = mapped_column(String(320), index=True)  # for the loop brake
+    primary_recipient: Mapped[str] = mapped_column(String(998), index=True)  # for the loop brake
     subject: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     automatic: Mapped[bool] = mapped_column(default=True)
@@ -228,7 +228,7 @@ class OutboxMail(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
-    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_by: Mapped[str | None] = mapped_column(Text)
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
@@ -240,7 +240,7 @@ class Lease(Base):
     __tablename__ = "leases"
 
     name: Mapped[str] = mapped_column(String(400), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(200))
+    holder: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime]
 
 
@@ -250,7 +250,7 @@ class Suppression(Base):
     __tablename__ = "suppressions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    address: Mapped[str] = mapped_column(String(320), index=True)
+    address: Mapped[str] = mapped_column(String(998), index=True)
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
     until: Mapped[datetime]

@@ -32,6 +32,7 @@ from email.message import Message
 from typing import Any
 
 from inscriptis import get_annotated_text
+from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 from inscriptis.model.tag import CustomHtmlTagHandlerMapping
 from mailparser_reply import EmailReplyParser
@@ -96,7 +97,10 @@ def _image_handler(state: Any, attrs: dict[str, Any]) -> None:
 
 
 def _config() -> ParserConfig:
+    # "strict" CSS: the default "relaxed" profile indents every <div> by two spaces, which
+    # Outlook and Gmail nest for every line of a mail.
     return ParserConfig(
+        css=CSS_PROFILES["strict"],
         display_links=True,
         display_images=False,
         annotation_rules=_QUOTE_RULES,

@@ -33,6 +33,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
@@ -116,7 +117,7 @@ def parse(raw: bytes) -> ParsedMail:
             source = "Sender" if sender else "Reply-To"
             defects.append(f"no usable From: author taken from {source}")
     subject = headers.get("subject", ("",))[0]
-    return ParsedMail(
+    return _text_safe(ParsedMail(
         message_id=_first(message_ids(_joined(headers, "message-id"))),
         in_reply_to=message_ids(_joined(headers, "in-reply-to")),
         references=message_ids(_joined(headers, "references")),
@@ -139,10 +140,37 @@ def parse(raw: bytes) -> ParsedMail:
         raw_size=len(raw),
         report=_guarded("report", lambda: _report(message), None, defects),
         defects=tuple(dict.fromkeys(defects)),
-    )
+    ))
 
 
 _EMPTY_BODY = Body(text="", html=None, new_text="", quoted_text="")
+MAX_ID_LENGTH = 900
+
+
+def _no_nul(text: str) -> str:
+    """NUL has no place in text and PostgreSQL refuses it; U+FFFD keeps the evidence."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _text_safe(mail: ParsedMail) -> ParsedMail:
+    """The same mail with NUL removed from every decoded text (the raw bytes are kept as is)."""
+    def addr(a: Address) -> Address:
+        return Address(_no_nul(a.name), _no_nul(a.email))
+
+    return replace(
+        mail,
+        from_=addr(mail.from_) if mail.from_ else None,
+        to=tuple(addr(a) for a in mail.to), cc=tuple(addr(a) for a in mail.cc),
+        reply_to=tuple(addr(a) for a in mail.reply_to),
+        subject=_no_nul(mail.subject),
+        headers={k: tuple(_no_nul(v) for v in vs) for k, vs in mail.headers.items()},
+        body_text=_no_nul(mail.body_text),
+        body_html=_no_nul(mail.body_html) if mail.body_html is not None else None,
+        new_text=_no_nul(mail.new_text), quoted_text=_no_nul(mail.quoted_text),
+        attachments=tuple(replace(a, filename=_no_nul(a.filename),
+                                  safe_filename=_no_nul(a.safe_filename).replace("\ufffd", "_"))
+                          for a in mail.attachments),
+    )
 
 
 # --- building the tree --------------------------------------------------------------------
@@ -251,7 +279,10 @@ def message_ids(value: str) -> tuple[str, ...]:
     found = _ANGLE_ID.findall(value) or _BARE_ID.findall(value)
     if not found and value.strip() and len(value.split()) == 1:
         found = [value.strip()]
-    return tuple(dict.fromkeys(i.strip() for i in found if i.strip()))
+    # An id longer than MAX_ID_LENGTH is junk (RFC 5322 lines stop at 998): ignored, so the
+    # mail is keyed by its bytes instead and every database can index what is kept.
+    return tuple(dict.fromkeys(i.strip() for i in found
+                               if i.strip() and len(i.strip()) <= MAX_ID_LENGTH))
 
 
 def _raw_values(message: Message, name: str) -> list[str]:

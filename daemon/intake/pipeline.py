@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from daemon import classify, tickets
@@ -397,25 +397,31 @@ class Intake:
     # ------------------------------------------------------------------ the safety net
 
     def _quarantine(self, raw: RawMail, reason: str, message_id: str | None) -> IntakeResult:
-        digest = content_hash(raw.data)
-        key = f"sha256:{digest}"
-        now = self.app.clock.now()
         try:
-            with self.app.ready_db().transaction() as session:
-                if session.scalars(select(IntakeRecord.id).where(
-                        IntakeRecord.dedup_key == key)).first() is not None:
-                    return IntakeResult("duplicate", reason="already quarantined",
-                                        message_id=message_id)
-                session.add(Quarantined(at=now, reason=reason, origin=raw.origin,
-                                        message_id=message_id, raw=raw.data,
-                                        raw_sha256=digest))
-                session.add(IntakeRecord(dedup_key=key, message_id=message_id,
-                                         raw_sha256=digest, body_sha256=body_hash(raw.data),
-                                         action="quarantined", reason=reason,
-                                         origin=raw.origin, at=now))
+            return self._write_quarantine(raw, reason, message_id)
         except IntegrityError:
             return IntakeResult("duplicate", reason="already quarantined", message_id=message_id)
         except OperationalError as exc:
             raise TransientError(f"database unavailable, cannot quarantine: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            # Something in the metadata itself is unstorable: keep the bytes, drop the rest.
+            log.warning("quarantine of %s needed a second try: %s", raw.origin, exc)
+            return self._write_quarantine(raw, f"{reason} (metadata unstorable)", None)
+
+    def _write_quarantine(self, raw: RawMail, reason: str,
+                          message_id: str | None) -> IntakeResult:
+        digest = content_hash(raw.data)
+        key = f"sha256:{digest}"
+        now = self.app.clock.now()
+        with self.app.ready_db().transaction() as session:
+            if session.scalars(select(IntakeRecord.id).where(
+                    IntakeRecord.dedup_key == key)).first() is not None:
+                return IntakeResult("duplicate", reason="already quarantined",
+                                    message_id=message_id)
+            session.add(Quarantined(at=now, reason=reason, origin=raw.origin,
+                                    message_id=message_id, raw=raw.data, raw_sha256=digest))
+            session.add(IntakeRecord(dedup_key=key, message_id=message_id, raw_sha256=digest,
+                                     body_sha256=body_hash(raw.data), action="quarantined",
+                                     reason=reason, origin=raw.origin, at=now))
         log.warning("quarantined %s (%s): %s", message_id or "-", raw.origin, reason)
         return IntakeResult("quarantined", reason=reason, message_id=message_id)

@@ -54,8 +54,28 @@ def release(app: App, entry_id: int, intake: Intake) -> IntakeResult:
         if row is None or row.released_at is not None:
             raise NotFound(f"quarantine entry {entry_id}: no such entry awaiting release")
         raw = RawMail(row.raw, f"quarantine:{row.id} ({row.origin})")
-        session.execute(delete(IntakeRecord).where(
+        forgotten = list(session.scalars(select(IntakeRecord).where(
             IntakeRecord.dedup_key == f"sha256:{row.raw_sha256}",
-            IntakeRecord.action == "quarantined"))
+            IntakeRecord.action == "quarantined")))
+        kept = [_copy_record(r) for r in forgotten]
+        session.execute(delete(IntakeRecord).where(
+            IntakeRecord.id.in_([r.id for r in forgotten])))
         row.released_at = app.clock.now()
-    return intake.ingest(raw)
+    try:
+        return intake.ingest(raw)
+    except BaseException:
+        # Intake could not even quarantine it again (database gone): undo the release, so the
+        # entry stays listed and can be released later.
+        with app.ready_db().transaction() as session:
+            again = session.get(Quarantined, entry_id)
+            if again is not None:
+                again.released_at = None
+            session.add_all(kept)
+        raise
+
+
+def _copy_record(record: IntakeRecord) -> IntakeRecord:
+    return IntakeRecord(dedup_key=record.dedup_key, message_id=record.message_id,
+                        raw_sha256=record.raw_sha256, body_sha256=record.body_sha256,
+                        action=record.action, reason=record.reason, ticket_id=record.ticket_id,
+                        origin=record.origin, at=record.at)

@@ -7,6 +7,7 @@ never decoded text: decoding is the parser's job, and doing it here destroys GBK
 from __future__ import annotations
 
 import mailbox as stdlib_mailbox
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,11 +31,17 @@ def _looks_like_mbox(path: Path) -> bool:
         return fh.read(5) == b"From "
 
 
+_MBOX_QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+
 def _mbox(path: Path) -> Iterator[RawMail]:
+    """Each message of an mbox, with the ``>From `` quoting of the format undone (mboxrd), so
+    the bytes are those of the mail as sent and deduplicate against an IMAP copy."""
     box = stdlib_mailbox.mbox(path, create=False)
     try:
         for index, key in enumerate(box.iterkeys()):
-            yield RawMail(box.get_bytes(key), f"mbox:{path}#{index + 1}")
+            data = _MBOX_QUOTED_FROM.sub(rb"\1", box.get_bytes(key))
+            yield RawMail(data, f"mbox:{path}#{index + 1}")
     finally:
         box.close()
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 09:38:59.899341
+Create Date: 2026-11-25 09:59:15.796729
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "leases",
         sa.Column("name", sa.String(length=400), nullable=False),
-        sa.Column("holder", sa.String(length=200), nullable=False),
+        sa.Column("holder", sa.Text(), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
@@ -51,7 +51,7 @@ def upgrade() -> None:
     op.create_table(
         "suppressions",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("address", sa.String(length=320), nullable=False),
+        sa.Column("address", sa.String(length=998), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("until", sa.DateTime(timezone=True), nullable=False),
@@ -76,15 +76,15 @@ def upgrade() -> None:
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("priority", sa.String(length=4), nullable=False),
-        sa.Column("category", sa.String(length=40), nullable=True),
-        sa.Column("team", sa.String(length=40), nullable=True),
-        sa.Column("handler", sa.String(length=320), nullable=True),
-        sa.Column("requester_name", sa.String(length=320), nullable=False),
-        sa.Column("requester_email", sa.String(length=320), nullable=False),
+        sa.Column("category", sa.Text(), nullable=True),
+        sa.Column("team", sa.Text(), nullable=True),
+        sa.Column("handler", sa.Text(), nullable=True),
+        sa.Column("requester_name", sa.Text(), nullable=False),
+        sa.Column("requester_email", sa.String(length=998), nullable=False),
         sa.Column("cc", sa.JSON(), nullable=False),
         sa.Column("fields", sa.JSON(), nullable=False),
         sa.Column("language", sa.String(length=10), nullable=False),
-        sa.Column("mailbox", sa.String(length=200), nullable=True),
+        sa.Column("mailbox", sa.Text(), nullable=True),
         sa.Column("linked_ticket_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -106,7 +106,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("ticket_id", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("actor", sa.String(length=320), nullable=False),
+        sa.Column("actor", sa.Text(), nullable=False),
         sa.Column("action", sa.String(length=60), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("before", sa.JSON(), nullable=True),
@@ -153,8 +153,8 @@ def upgrade() -> None:
         sa.Column("dedup_key", sa.String(length=998), nullable=False),
         sa.Column("in_reply_to", sa.Text(), nullable=True),
         sa.Column("references", sa.JSON(), nullable=False),
-        sa.Column("from_name", sa.String(length=320), nullable=False),
-        sa.Column("from_email", sa.String(length=320), nullable=False),
+        sa.Column("from_name", sa.Text(), nullable=False),
+        sa.Column("from_email", sa.Text(), nullable=False),
         sa.Column("to", sa.JSON(), nullable=False),
         sa.Column("cc", sa.JSON(), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
@@ -186,9 +186,9 @@ def upgrade() -> None:
         sa.Column("ticket_id", sa.Integer(), nullable=True),
         sa.Column("kind", sa.String(length=30), nullable=False),
         sa.Column("message_id", sa.String(length=998), nullable=False),
-        sa.Column("sender", sa.String(length=320), nullable=False),
+        sa.Column("sender", sa.Text(), nullable=False),
         sa.Column("recipients", sa.JSON(), nullable=False),
-        sa.Column("primary_recipient", sa.String(length=320), nullable=False),
+        sa.Column("primary_recipient", sa.String(length=998), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("automatic", sa.Boolean(), nullable=False),
@@ -196,7 +196,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("claimed_by", sa.String(length=200), nullable=True),
+        sa.Column("claimed_by", sa.Text(), nullable=True),
         sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
@@ -219,8 +219,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("message_id", sa.Integer(), nullable=False),
         sa.Column("filename", sa.Text(), nullable=False),
-        sa.Column("safe_filename", sa.String(length=255), nullable=False),
-        sa.Column("content_type", sa.String(length=255), nullable=False),
+        sa.Column("safe_filename", sa.Text(), nullable=False),
+        sa.Column("content_type", sa.Text(), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("inline", sa.Boolean(), nullable=False),
