@@ -48,7 +48,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from daemon import config as configmod
 from daemon import leases, logs, sla, tickets
@@ -133,6 +133,7 @@ class Service:
         self._scheduler: BackgroundScheduler | None = None
         self._http: HealthServer | None = None
         self._sla_keeper: leases.Keeper | None = None
+        self._started = False
         root = logging.getLogger("ticketd")
         # Started with --debug (more verbose than the config asks): keep that across SIGHUP.
         self._debug = (root.level == logging.DEBUG and app.config.logging.level != "debug")
@@ -292,9 +293,10 @@ class Service:
                 return
             try:
                 step()
-            except TransientError as exc:
+            except (TransientError, OperationalError) as exc:
+                # OperationalError: the database went away; the pool reconnects next time.
                 self.metrics.failure(name)
-                log.warning("%s: %s (next try at its next run)", name, exc)
+                log.warning("%s: %s (next try at its next run)", name, _one_line(exc))
             except TicketdError as exc:
                 self.metrics.failure(name)
                 log.error("%s: %s", name, exc)
@@ -402,6 +404,7 @@ class Service:
             self._http.start()
         self._start_mailboxes()
         self._start_scheduler()
+        self._started = True
         names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and SLA only)"
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",
                  self.holder, names, "on" if self.app.config.imap.idle else "off",
@@ -423,7 +426,9 @@ class Service:
         if self._http is not None:
             self._http.stop()
             self._http = None
-        log.info("ticketd stopped")
+        if self._started:
+            self._started = False
+            log.info("ticketd stopped")
 
     def serve(self) -> None:
         """The main thread's loop: wait for a signal; apply SIGHUP reloads."""
@@ -474,8 +479,8 @@ class Service:
         try:
             new = configmod.load(old.path)
             mailboxes_changed = (imap.mailboxes(new.imap) != imap.mailboxes(old.imap) or
-                                 dataclasses.replace(new.imap, mailboxes=()) !=
-                                 dataclasses.replace(old.imap, mailboxes=()))
+                                 new.imap.idle != old.imap.idle or
+                                 new.imap.lease_seconds != old.imap.lease_seconds)
             if mailboxes_changed:
                 for spec in imap.mailboxes(new.imap):
                     spec.password.reveal()
@@ -496,6 +501,10 @@ class Service:
             self._stop_mailboxes(time.monotonic() + STOP_GRACE)
             if not self.stopping:
                 self._start_mailboxes()
+        elif new.imap.poll_interval != old.imap.poll_interval and self._scheduler is not None:
+            for box in self.boxes.values():
+                self._scheduler.reschedule_job(f"poll:{box.spec.key}", trigger="interval",
+                                               seconds=new.imap.poll_interval)
         http = settings_from(self.app)
         if http != self.http_settings:
             if self._http is not None:
@@ -586,7 +595,7 @@ class IdleWorker(threading.Thread):
                 if not self._session(reconnected=failing):
                     return  # no IDLE on this server: the poll job does the work
                 failing = False
-            except (TicketdError, OSError, IMAPClientError) as exc:
+            except (TicketdError, OSError, IMAPClientError, OperationalError) as exc:
                 if self._stopping():
                     break
                 failing = True
