@@ -15,6 +15,7 @@ a file (``password_file``) and :meth:`Secret.reveal` reads it only when a connec
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -242,6 +243,27 @@ class TemplatesConfig:
     dir: str = field(default="templates/mail", metadata=spec(path=True))
 
 
+def _is_loopback(value: str) -> bool:
+    if value == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        return False
+
+
+_LOOPBACK = Check('a loopback address such as "127.0.0.1"', _is_loopback)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Optional loopback endpoint of `ticketd run`: /healthz and Prometheus /metrics."""
+
+    enabled: bool = False
+    host: str = field(default="127.0.0.1", metadata=spec(_LOOPBACK))
+    port: int = field(default=9465, metadata=spec(int_range(1, 65535)))
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="info", metadata=spec(one_of("debug", "info", "warning", "error")))
@@ -261,6 +283,7 @@ class Config:
     mail: MailConfig = MailConfig()
     templates: TemplatesConfig = TemplatesConfig()
     logging: LoggingConfig = LoggingConfig()
+    http: HttpConfig = HttpConfig()
     path: Path | None = None
 
     @property

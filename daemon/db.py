@@ -101,12 +101,28 @@ def _alembic_config(db: Database) -> Any:
     return cfg
 
 
+MIGRATION_LOCK = 0x7469636B  # "tick": the advisory lock that serialises schema upgrades
+
+
 def upgrade(db: Database) -> None:
-    """Create or migrate the schema to the newest revision (idempotent)."""
+    """Create or migrate the schema to the newest revision (idempotent).
+
+    On PostgreSQL a session advisory lock makes instances that start together on an empty
+    schema take turns instead of racing; SQLite's write lock does the same by itself.
+    """
     from alembic import command
 
     try:
-        command.upgrade(_alembic_config(db), "head")
+        if db.is_sqlite:
+            command.upgrade(_alembic_config(db), "head")
+            return
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+            try:
+                command.upgrade(_alembic_config(db), "head")
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+                conn.commit()
     except OperationalError as exc:
         raise TransientError(f"database: cannot upgrade schema: {exc.orig}") from exc
 

@@ -53,13 +53,9 @@ def is_loopback(host: str) -> bool:
 
 
 def settings_from(app: App) -> HttpSettings | None:
-    """The ``[http]`` section when it is there and enabled (read defensively: older configs
-    have no such section)."""
-    section = getattr(app.config, "http", None)
-    if section is None or not getattr(section, "enabled", False):
-        return None
-    return HttpSettings(str(getattr(section, "host", "127.0.0.1")),
-                        int(getattr(section, "port", 9465)))
+    """The ``[http]`` section when it is enabled."""
+    section = app.config.http
+    return HttpSettings(section.host, section.port) if section.enabled else None
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -47,3 +47,10 @@ def setup(*, debug: bool, cfg: Config | None, quiet: bool = False) -> None:
     number = getattr(logging, level.upper())
     root.setLevel(number if debug or not quiet else max(number, logging.WARNING))
     root.propagate = False
+    # The scheduler's own warnings ("run time was missed", job errors) in the same format.
+    scheduler = logging.getLogger("apscheduler")
+    for old in list(scheduler.handlers):
+        scheduler.removeHandler(old)
+    scheduler.addHandler(handler)
+    scheduler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    scheduler.propagate = False

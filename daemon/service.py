@@ -225,7 +225,7 @@ class Service:
 
     def flush(self) -> FlushReport:
         """Send what is due (safe beside other flushes: rows are claimed one by one)."""
-        report = flush(self.app, self.transport)
+        report = flush(self.app, self.transport, stop=self._stop.is_set)
         self.metrics.flush(report)
         return report
 
@@ -638,7 +638,7 @@ class IdleWorker(threading.Thread):
         finally:
             self._client = None
             self.idling = False
-            imap._quiet_logout(client)
+            imap.quiet_logout(client)
 
     def _idle(self, client: IMAPClient) -> None:
         """IDLE until new mail, the renewal time, a lost lease or a stop request."""

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
@@ -34,6 +33,9 @@ from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor
 
 log = logging.getLogger("ticketd.imap")
+
+BATCH_BYTES = 20 * 1024 * 1024  # fetch at most this much mail per round trip (one big mail
+                                # still comes alone)
 
 
 @dataclass(frozen=True)
@@ -125,22 +127,23 @@ def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMA
                 ) from None
         client.login(spec.username, spec.password.reveal())
     except LoginError as exc:
-        _quiet_logout(client)
+        quiet_logout(client)
         raise MailboxRefused(f"{where}: login refused for {spec.username}: {exc}") from exc
     except ssl.SSLCertVerificationError as exc:
-        _quiet_logout(client)
+        quiet_logout(client)
         raise MailboxRefused(f"{where}: server certificate not trusted ({exc.verify_message}); "
                              "set [imap] ca_file for a private CA") from exc
     except (OSError, IMAPClientError) as exc:
-        _quiet_logout(client)
+        quiet_logout(client)
         raise MailboxUnavailable(f"{where}: {exc}") from exc
     except BaseException:
-        _quiet_logout(client)
+        quiet_logout(client)
         raise
     return client
 
 
-def _quiet_logout(client: IMAPClient) -> None:
+def quiet_logout(client: IMAPClient) -> None:
+    """Log out, or just close the socket when the connection is already gone."""
     try:
         client.logout()
     except Exception:  # the connection is already gone; nothing to clean up
@@ -156,7 +159,7 @@ def session_for(spec: MailboxSpec) -> Iterator[IMAPClient]:
     try:
         yield client
     finally:
-        _quiet_logout(client)
+        quiet_logout(client)
 
 
 def _cursor(session: Session, key: str) -> MailboxCursor:
@@ -206,7 +209,8 @@ def _pending_uids(client: IMAPClient, spec: MailboxSpec, last_uid: int) -> list[
 
 
 def poll_once(app: App, intake: Intake, spec: MailboxSpec,
-              client: IMAPClient | None = None, stop: Any = None) -> PollReport:
+              client: IMAPClient | None = None,
+              stop: Callable[[], bool] | None = None) -> PollReport:
     """Poll one folder until it is empty; ``stop()`` returning True ends after a message."""
     report = PollReport(spec.key)
     owns = client is None
@@ -219,12 +223,33 @@ def poll_once(app: App, intake: Intake, spec: MailboxSpec,
         raise MailboxUnavailable(f"imap {spec.key}: {exc}") from exc
     finally:
         if owns:
-            _quiet_logout(client)
+            quiet_logout(client)
     return report
 
 
+def _batches(client: IMAPClient, uids: list[int], spec: MailboxSpec) -> Iterator[list[int]]:
+    """UIDs in groups of at most ``batch_size`` messages and about BATCH_BYTES bytes, so a run
+    of large attachments never sits in memory at once."""
+    sizes: dict[int, int] = {}
+    for start in range(0, len(uids), 500):
+        chunk = uids[start:start + 500]
+        for uid, data in client.fetch(chunk, ["RFC822.SIZE"]).items():
+            sizes[int(uid)] = int(data.get(b"RFC822.SIZE", 0))
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if batch and (len(batch) >= spec.batch_size or total + size > BATCH_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
+
+
 def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
-          report: PollReport, stop: Any) -> None:
+          report: PollReport, stop: Callable[[], bool] | None) -> None:
     db = app.ready_db()
     selected = client.select_folder(spec.folder)
     uidvalidity = int(selected[b"UIDVALIDITY"])
@@ -240,11 +265,10 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
         cursor.last_poll_at = app.clock.now()
         last_uid = cursor.last_uid
     uids = _pending_uids(client, spec, last_uid)
-    for start in range(0, len(uids), spec.batch_size):
-        batch = uids[start:start + spec.batch_size]
+    for batch in _batches(client, uids, spec):
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
         for uid in batch:
-            data = fetched.get(uid, {}).get(b"BODY[]")
+            data = fetched.pop(uid, {}).get(b"BODY[]")
             if data is None:  # expunged by someone else meanwhile
                 continue
             raw = RawMail(bytes(data), f"imap:{spec.key};uidvalidity={uidvalidity};uid={uid}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -175,9 +176,9 @@ def _finish(app: App, row_id: int, *, error: Exception | None = None,
 
 
 def flush(app: App, transport: Transport | None = None, *, limit: int | None = None,
-          force: bool = False) -> FlushReport:
+          force: bool = False, stop: Callable[[], bool] | None = None) -> FlushReport:
     """Send every due mail now (``force``: ignore retry backoff); stops early when the server
-    cannot be reached."""
+    cannot be reached, or between batches when ``stop()`` says so."""
     report = FlushReport()
     worker = worker_id()
     batch_size = limit or app.config.smtp.batch_size
@@ -206,7 +207,7 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
                 report.failed += status == "failed"
                 if unreachable:
                     break
-        if unreachable or len(claimed) < batch_size:
+        if unreachable or len(claimed) < batch_size or (stop is not None and stop()):
             return report
 
 
