@@ -47,7 +47,7 @@ fi
 say "databases: sqlite${TICKETD_TEST_DATABASE_URL:+ + postgresql}"
 
 # 4. Gates, then the suite
-say "ruff"; .venv/bin/ruff check daemon tests
+say "ruff"; .venv/bin/ruff check daemon tests bench
 say "mypy"; .venv/bin/mypy daemon
 say "pytest"
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
