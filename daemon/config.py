@@ -141,6 +141,8 @@ class TicketsConfig:
     # A subject number from someone who is not a participant: "link" opens a new ticket that
     # links to the old one; "append" appends to it and flags the message as untrusted.
     stranger_number: str = field(default="link", metadata=spec(one_of("link", "append")))
+    # A resolved ticket with no reply for this many days is closed (the resolution mail says so).
+    auto_close_days: int = field(default=7, metadata=spec(int_range(1, 365)))
 
 
 @dataclass(frozen=True)

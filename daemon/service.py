@@ -50,8 +50,8 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from daemon import autoclose, leases, logs, sla, tickets
 from daemon import config as configmod
-from daemon import leases, logs, sla, tickets
 from daemon.app import App
 from daemon.errors import ConfigError, MailboxUnavailable, TicketdError, TransientError
 from daemon.httpd import HealthServer, HttpSettings, settings_from
@@ -70,6 +70,7 @@ IDLE_CHECK = 1.0              # seconds per idle_check slice: how soon a stop is
 IDLE_RENEW = 25 * 60          # re-issue IDLE after this long (servers drop it after 29 min)
 FLUSH_INTERVAL = 5            # seconds between outbox flushes (plus one after every ingest)
 SLA_INTERVAL = 60             # seconds between SLA sweeps
+AUTO_CLOSE_INTERVAL = 3600    # seconds between auto-close sweeps
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0            # the longest wait between reconnection attempts
 STOP_GRACE = 8.0              # seconds the threads get to finish after SIGTERM (< 10 s)
@@ -263,6 +264,18 @@ class Service:
             log.warning("SLA breach: %s has no handler past its assign deadline", number)
         return marked
 
+    def auto_close(self) -> list[str]:
+        """Close resolved tickets nobody answered in time (the sweep lease's holder does)."""
+        if self._sla_keeper is None:
+            self._sla_keeper = leases.Keeper(self.app, SLA_LEASE, self.holder,
+                                             self.app.config.imap.lease_seconds)
+        if not self._sla_keeper.hold():
+            return []
+        closed = autoclose.close_due(self.app)
+        if closed:
+            self.flush()
+        return closed
+
     def run_until_idle(self, rounds: int = 100) -> list[IntakeResult]:
         """Poll every mailbox, flush and sweep, until a round brings nothing new.
 
@@ -315,6 +328,9 @@ class Service:
         now = datetime.now(UTC)
         scheduler.add_job(self._job("outbox", self.flush), "interval", seconds=FLUSH_INTERVAL,
                           id="outbox", name="outbox flush", next_run_time=now)
+        scheduler.add_job(self._job("auto-close", self.auto_close), "interval",
+                          seconds=AUTO_CLOSE_INTERVAL, id="auto-close", name="auto-close",
+                          next_run_time=now + timedelta(seconds=10))
         scheduler.add_job(self._job("sla", self.sweep_sla), "interval", seconds=SLA_INTERVAL,
                           id="sla", name="SLA sweep", next_run_time=now + timedelta(seconds=5))
         self._scheduler = scheduler
