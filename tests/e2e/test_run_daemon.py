@@ -503,3 +503,38 @@ def test_sighup_reload_keeps_running_config_when_the_new_one_is_bad(
         assert app.config.imap.poll_interval == 30
     finally:
         app.close()
+
+
+@pytest.mark.slow
+def test_database_connections_killed_under_the_daemon_are_reestablished(
+        tmp_path: Path, pg_schema_url: str, imap: Dovecot, smtp_server: SmtpSink,
+        start_daemon: Callable[..., Daemon], reader: Callable[[Path], App]) -> None:
+    app_name = f"ticketd-test-{uuid.uuid4().hex[:8]}"
+    config = write_config(tmp_path, f"{pg_schema_url}&application_name={app_name}", imap,
+                          smtp_server, poll_interval=600)
+    daemon = start_daemon(config)
+    daemon.wait_log("waiting for mail with IDLE")
+    imap.append(USER, messages.mail(subject="断开前", sender="a@corp.example"))
+    smtp_server.wait_for(1, timeout=5)
+
+    admin = create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            killed = conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :name"), {"name": app_name}).scalar_one()
+    finally:
+        admin.dispose()
+    assert killed >= 1, "the daemon held no database connection to kill"
+
+    started = time.monotonic()
+    imap.append(USER, messages.mail(subject="断开后", sender="b@corp.example"))
+    received = smtp_server.wait_for(2, timeout=30)
+    print(f"{killed} database connections killed: next mail answered in "
+          f"{time.monotonic() - started:.2f} s")
+    assert daemon.proc.poll() is None, "the daemon died with its database connections"
+    assert_each_once(received, 2)
+    code, _ = daemon.terminate()
+    assert code == 0
+    app = reader(config)
+    assert count(app, Ticket) == 2 and count(app, IntakeRecord) == 2
