@@ -431,7 +431,8 @@ def _judge(session: Session, app: App, mail: ParsedMail, raw: bytes) -> _Judgeme
 
 def _from_decision(session: Session, mail: ParsedMail, decision: Decision) -> _Judgement:
     if decision.action == "duplicate":
-        return _Judgement(Verdict("duplicate", reason=decision.reason))
+        return _Judgement(Verdict("duplicate", number=decision.related_number,
+                                  reason=decision.reason))
     if decision.action in ("ignored", "bounce"):
         hit = decision.hit
         assert hit is not None

@@ -64,7 +64,7 @@ class IntakeResult:
         if self.action in ("created", "appended"):
             return f"{self.number} {self.action}"
         if self.action == "duplicate":
-            return "- duplicate"
+            return "- duplicate"  # the JSON form names the ticket it already went to
         if self.action == "ignored":
             return f"- ignored {self.reason}"
         if self.action == "bounce":
@@ -120,8 +120,9 @@ def rule_context(app: App) -> rules.RuleContext:
                              loop_value=app.config.support.address)
 
 
-def _dedup(session: Session, mail: ParsedMail, digest: str, body: str) -> tuple[str, bool]:
-    """(dedup key, already seen?).
+def _dedup(session: Session, mail: ParsedMail, digest: str,
+           body: str) -> tuple[str, IntakeRecord | None]:
+    """(dedup key, the record of the earlier sighting if this mail was seen before).
 
     The key is the Message-ID. The same Message-ID with the same bytes or the same body is the
     same mail (fetched twice, or from two folders with other trace headers); with a different
@@ -132,12 +133,11 @@ def _dedup(session: Session, mail: ParsedMail, digest: str, body: str) -> tuple[
         seen = session.scalars(select(IntakeRecord).where(
             IntakeRecord.dedup_key == mail.message_id)).first()
         if seen is None:
-            return mail.message_id, False
+            return mail.message_id, None
         if digest == seen.raw_sha256 or body == seen.body_sha256:
-            return mail.message_id, True
-    seen_hash = session.scalars(select(IntakeRecord.id).where(
+            return mail.message_id, seen
+    return hash_key, session.scalars(select(IntakeRecord).where(
         IntakeRecord.dedup_key == hash_key)).first()
-    return hash_key, seen_hash is not None
 
 
 def _related_ticket(session: Session, mail: ParsedMail, numbers_find: Callable[[str], list[str]],
@@ -163,8 +163,13 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
     """Everything intake concludes about a message, without writing anything."""
     digest, body = content_hash(raw), body_hash(raw)
     key, seen = _dedup(session, mail, digest, body)
-    if seen:
-        return Decision("duplicate", key, digest, body, reason="already processed")
+    if seen is not None:
+        earlier = session.get(Ticket, seen.ticket_id) if seen.ticket_id else None
+        return Decision("duplicate", key, digest, body,
+                        reason=f"already processed ({seen.action}"
+                               f"{' ' + earlier.number if earlier else ''})",
+                        related_ticket_id=earlier.id if earlier else None,
+                        related_number=earlier.number if earlier else None)
     hit = rules.first_match(mail, rule_context(app))
     if hit is not None:
         ids = tuple(dict.fromkeys((*mail.in_reply_to, *mail.references)))
@@ -236,7 +241,8 @@ class Intake:
              raw: RawMail) -> IntakeResult:
         now = self.app.clock.now()
         if decision.action == "duplicate":
-            return IntakeResult("duplicate", reason=decision.reason, message_id=mail.message_id)
+            return IntakeResult("duplicate", decision.related_number, decision.reason,
+                                mail.message_id)
         if decision.action in ("ignored", "bounce"):
             return self._not_a_ticket(session, decision, mail, raw)
         verdict = decision.verdict

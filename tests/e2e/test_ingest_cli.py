@@ -141,7 +141,7 @@ def test_an_mbox_copy_of_a_mail_with_a_from_line_is_the_same_mail(ticketd: Run,
             assert message.new_text == "Hello,\nFrom the logs I see an error."
         # The same mail fetched over IMAP later is a duplicate, not a second ticket.
         again = Intake(application).ingest(RawMail(raw, "imap:INBOX/1"))
-        assert (again.action, again.reason) == ("duplicate", "already processed")
+        assert (again.action, again.number) == ("duplicate", number(1))
     finally:
         application.close()
 
@@ -164,7 +164,8 @@ def test_a_maildir_as_json_reads_new_and_cur_but_not_tmp(ticketd: Run, site: Pat
          "message_id": "auto.md@client.example"},
         {"number": number(2), "action": "created", "reason": "",
          "message_id": "q3@client.example"},
-        {"number": None, "action": "duplicate", "reason": "already processed",
+        {"number": number(1), "action": "duplicate",
+         "reason": f"already processed (created {number(1)})",
          "message_id": "q1@client.example"},
     ]
     assert res.stderr.splitlines() == ["outbox: 2 sent, 0 to retry, 0 failed"]

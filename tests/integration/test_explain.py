@@ -151,9 +151,10 @@ def test_stranger_appended_when_policy_says_so(
 
 def test_duplicate(app: App) -> None:
     raw = messages.mail(message_id="<dup@client.example>")
-    created(app, raw)
+    number = created(app, raw)
     expl = see(app, raw)
-    assert (expl.verdict.action, expl.verdict.reason) == ("duplicate", "already processed")
+    assert (expl.verdict.action, expl.verdict.number, expl.verdict.reason) == (
+        "duplicate", number, f"already processed (created {number})")
 
 
 def test_ignored_auto_reply_names_rule_and_header(app: App) -> None:

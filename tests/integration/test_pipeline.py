@@ -361,7 +361,8 @@ def test_the_same_bytes_twice_are_a_duplicate(app: App) -> None:
     raw = messages.mail(message_id="<once@client.example>")
     assert feed(intake, raw).action == "created"
     assert feed(intake, raw, origin="again") == IntakeResult(
-        "duplicate", None, "already processed", "once@client.example")
+        "duplicate", "TS20231027000001", "already processed (created TS20231027000001)",
+        "once@client.example")
     assert (count(app, Ticket), count(app, Message), count(app, IntakeRecord)) == (1, 1, 1)
 
 
@@ -383,7 +384,8 @@ def test_the_same_mail_in_two_folders_with_other_trace_headers(app: App) -> None
     assert content_hash(inbox) != content_hash(archive)
     assert feed(intake, inbox, origin="imap:INBOX/1").action == "created"
     assert feed(intake, archive, origin="imap:Archive/9") == IntakeResult(
-        "duplicate", None, "already processed", "twofolders@client.example")
+        "duplicate", "TS20231027000001", "already processed (created TS20231027000001)",
+        "twofolders@client.example")
     assert (count(app, Ticket), count(app, Message)) == (1, 1)
 
 
@@ -409,7 +411,8 @@ def test_a_mail_without_message_id_twice_is_a_duplicate(app: App) -> None:
     raw = messages.without_header(messages.mail(), "Message-ID")
     result = feed(intake, raw)
     assert (result.action, result.message_id) == ("created", None)
-    assert feed(intake, raw) == IntakeResult("duplicate", None, "already processed", None)
+    assert feed(intake, raw) == IntakeResult(
+        "duplicate", "TS20231027000001", "already processed (created TS20231027000001)", None)
     assert feed(intake, raw.replace(b"\r\n", b"\n")).action == "duplicate"
     assert incoming(app)[0].dedup_key == f"sha256:{content_hash(raw)}"
     assert count(app, Ticket) == 1
