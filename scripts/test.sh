@@ -9,13 +9,17 @@ ci=${CI:-false}
 say() { printf '== %s\n' "$*"; }
 die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
 
-# 1. Dovecot (real IMAP server for the integration tests)
-if [ ! -x /usr/sbin/dovecot ]; then
-  say "installing dovecot-imapd"
+# 1. Dovecot (real IMAP server for the integration tests) and openssl (its test certificate)
+missing=""
+[ -x /usr/sbin/dovecot ] || missing="$missing dovecot-imapd"
+command -v openssl >/dev/null || missing="$missing openssl"
+if [ -n "$missing" ]; then
+  say "installing$missing"
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi
   [ -x /usr/sbin/dovecot ] || { [ "$ci" = true ] && die "dovecot-imapd is missing and could not be installed"; say "no dovecot: IMAP tests will skip"; }
+  command -v openssl >/dev/null || { [ "$ci" = true ] && die "openssl is missing and could not be installed"; }
 fi
 
 # 2. Python packages, in a project virtualenv
