@@ -33,11 +33,24 @@ def resolved_at(session: Session, ticket: Ticket) -> datetime:
     return ticket.updated_at
 
 
+def _answered_since(session: Session, ticket: Ticket, since: datetime) -> bool:
+    return session.scalars(select(Message.id).where(
+        Message.ticket_id == ticket.id, Message.direction == "in",
+        Message.created_at > since)).first() is not None
+
+
 def due(session: Session, now: datetime, days: int) -> list[Ticket]:
+    """Resolved for ``days`` with no incoming mail since (even an untrusted one: a person
+    should look at it before the ticket closes)."""
     limit = now - timedelta(days=days)
     candidates = session.scalars(select(Ticket).where(Ticket.status == "resolved",
                                                       Ticket.updated_at <= now))
-    return [t for t in candidates if resolved_at(session, t) <= limit]
+    due_now = []
+    for ticket in candidates:
+        at = resolved_at(session, ticket)
+        if at <= limit and not _answered_since(session, ticket, at):
+            due_now.append(ticket)
+    return due_now
 
 
 def _resolution_text(session: Session, ticket: Ticket) -> str:

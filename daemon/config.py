@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ _PREFIX = Check("1-10 ASCII letters", lambda v: v.isascii() and v.isalpha() and 
 _LOCALE = one_of("zh-CN", "en")
 _URL = Check(
     'a "sqlite:///path" or "postgresql+psycopg://..." URL',
-    lambda v: v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")),
+    lambda v: v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://",
+                            "postgresql+psycopg2://", "postgres://")),
 )
 
 
@@ -304,8 +306,12 @@ T = TypeVar("T")
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
 
 
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
 def _show(value: Any) -> str:
     if isinstance(value, str):
+        value = _URL_PASSWORD.sub(r"\1***@", value)  # never echo a password in a URL
         return f'"{value}"'
     if isinstance(value, bool):
         return "true" if value else "false"

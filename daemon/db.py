@@ -28,6 +28,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def resolve_url(url: str, base_dir: Path) -> str:
     """Make a relative SQLite path relative to the config file's folder, and create its folder."""
+    if url.startswith("postgres://"):  # the form many hosting panels hand out
+        url = "postgresql+psycopg://" + url[len("postgres://"):]
     try:
         parsed = make_url(url)
     except ArgumentError:

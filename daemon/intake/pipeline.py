@@ -33,7 +33,7 @@ from daemon.intake import rules
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.sources import RawMail
-from daemon.intake.threader import ThreadVerdict, thread
+from daemon.intake.threader import ThreadVerdict, bounded, thread
 from daemon.models import (
     Attachment,
     IntakeRecord,
@@ -101,6 +101,19 @@ class Notifier(Protocol):
     def follow_up(self, session: Session, ticket: Ticket, message: Message,
                   mail: ParsedMail) -> None: ...
 
+    def ticket_reopened(self, session: Session, ticket: Ticket, message: Message,
+                        mail: ParsedMail) -> None: ...
+
+
+_TRANSIENT_WORDS = ("locked", "busy", "deadlock", "could not serialize", "timeout",
+                    "timed out", "connection", "server closed", "terminat")
+
+
+def _transient(exc: OperationalError) -> bool:
+    """A lock, a timeout or a lost connection: worth retrying, unlike a refused statement."""
+    text = str(exc.orig).lower()
+    return bool(exc.connection_invalidated) or any(w in text for w in _TRANSIENT_WORDS)
+
 
 def content_hash(raw: bytes) -> str:
     """sha256 of the message with line endings normalised (IMAP CRLF vs. file LF)."""
@@ -132,30 +145,49 @@ def _dedup(session: Session, mail: ParsedMail, digest: str,
     if mail.message_id:
         seen = session.scalars(select(IntakeRecord).where(
             IntakeRecord.dedup_key == mail.message_id)).first()
-        if seen is None:
+        ours = session.scalars(select(Message.id).where(
+            Message.dedup_key == mail.message_id, Message.direction == "out")).first()
+        if seen is None and ours is None:
             return mail.message_id, None
-        if digest == seen.raw_sha256 or body == seen.body_sha256:
+        if seen is not None and (digest == seen.raw_sha256 or body == seen.body_sha256):
             return mail.message_id, seen
+    else:
+        # No Message-ID: the same mail seen in two folders differs in its trace headers
+        # only, so key it by author, date, subject and body rather than by every byte.
+        sender = mail.from_.email if mail.from_ else ""
+        date = mail.date.isoformat() if mail.date else ""
+        hash_key = "content:" + hashlib.sha256(
+            "\n".join((sender, date, mail.subject, body)).encode()).hexdigest()
     return hash_key, session.scalars(select(IntakeRecord).where(
         IntakeRecord.dedup_key == hash_key)).first()
 
 
+def _our_ticket(session: Session, ids: tuple[str, ...]) -> tuple[Ticket, OutboxMail] | None:
+    """The ticket of one of OUR outgoing mails named in ``ids`` (their ids carry a secret
+    token, so naming one proves the report or reply really concerns that mail)."""
+    if not ids:
+        return None
+    out = session.scalars(select(OutboxMail).where(
+        OutboxMail.message_id.in_(ids), OutboxMail.ticket_id.is_not(None))).first()
+    if out is None:
+        return None
+    ticket = session.get(Ticket, out.ticket_id)
+    return (ticket, out) if ticket is not None else None
+
+
 def _related_ticket(session: Session, mail: ParsedMail, numbers_find: Callable[[str], list[str]],
-                    ids: tuple[str, ...]) -> Ticket | None:
-    """The ticket an auto-reply or bounce is about, by number in the subject or by reference."""
+                    ids: tuple[str, ...], bounce: bool) -> Ticket | None:
+    """The ticket an auto-reply or bounce is about. A bounce only counts when it names one of
+    our outgoing mails; an auto-reply also by subject number when its sender takes part in
+    that ticket. Nobody else can write on a ticket this way."""
+    ours = _our_ticket(session, ids)
+    if ours is not None or bounce:
+        return ours[0] if ours else None
+    sender = mail.from_.email if mail.from_ else ""
     for number in numbers_find(mail.subject):
         ticket = session.scalars(select(Ticket).where(Ticket.number == number)).first()
-        if ticket:
+        if ticket is not None and sender in tickets.participants(ticket):
             return ticket
-    if ids:
-        row = session.execute(select(Message.ticket_id).where(
-            Message.message_id.in_(ids), Message.ticket_id.is_not(None))).first()
-        if row:
-            return session.get(Ticket, row[0])
-        out = session.execute(select(OutboxMail.ticket_id).where(
-            OutboxMail.message_id.in_(ids), OutboxMail.ticket_id.is_not(None))).first()
-        if out:
-            return session.get(Ticket, out[0])
     return None
 
 
@@ -172,12 +204,12 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
                         related_number=earlier.number if earlier else None)
     hit = rules.first_match(mail, rule_context(app))
     if hit is not None:
-        ids = tuple(dict.fromkeys((*mail.in_reply_to, *mail.references)))
+        ids = bounded((*mail.in_reply_to, *mail.references))
         original = mail.report.original_message_id if mail.report else None
-        if original:
-            ids = (original, *ids)
-        related = _related_ticket(session, mail, app.numbers.find, ids)
         action = "bounce" if hit.kind == "bounce" else "ignored"
+        if original:
+            ids = (original,) if action == "bounce" else (original, *ids)
+        related = _related_ticket(session, mail, app.numbers.find, ids, action == "bounce")
         return Decision(action, key, digest, body, reason=hit.kind if action == "ignored" else
                         hit.reason, hit=hit, related_ticket_id=related.id if related else None,
                         related_number=related.number if related else None,
@@ -213,17 +245,24 @@ class Intake:
             log.exception("parser crashed on %s", raw.origin)
             return self._quarantine(raw, f"parser error: {type(exc).__name__}: {exc}", None)
         step = "decide"
+        decision: Decision | None = None
         try:
             with db.transaction() as session:
                 decision = decide(session, self.app, mail, raw.data)
                 step = decision.action
                 result = self._act(session, decision, mail, raw)
-        except IntegrityError:
-            # Another process committed the same message between our check and our insert.
-            return IntakeResult("duplicate", reason="already processed",
-                                message_id=mail.message_id)
+        except IntegrityError as exc:
+            if self._seen_meanwhile(raw, mail, decision):
+                # Another process committed the same message between our check and insert.
+                return IntakeResult("duplicate", reason="already processed (concurrently)",
+                                    message_id=mail.message_id)
+            return self._quarantine(raw, f"{step} failed: {exc.orig}", mail.message_id)
         except OperationalError as exc:
-            raise TransientError(f"database unavailable: {exc.orig}") from exc
+            if _transient(exc) or not self._database_answers():
+                raise TransientError(f"database unavailable: {exc.orig}") from exc
+            # The database is up and refused this message's statement: the message is the
+            # problem, and it must not block the mailbox forever.
+            return self._quarantine(raw, f"{step} failed: {exc.orig}", mail.message_id)
         except Quarantine as exc:
             return self._quarantine(raw, exc.reason, mail.message_id)
         except Exception as exc:
@@ -234,6 +273,25 @@ class Intake:
                  mail.message_id or "-", raw.origin,
                  extra={"fields": result.as_dict()})
         return result
+
+    def _seen_meanwhile(self, raw: RawMail, mail: ParsedMail,
+                        decision: Decision | None) -> bool:
+        keys = [f"sha256:{content_hash(raw.data)}"]
+        if decision is not None:
+            keys.append(decision.dedup_key)
+        if mail.message_id:
+            keys.append(mail.message_id)
+        with self.app.db.transaction() as session:
+            return session.scalars(select(IntakeRecord.id).where(
+                IntakeRecord.dedup_key.in_(keys))).first() is not None
+
+    def _database_answers(self) -> bool:
+        try:
+            with self.app.db.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ acting
 
@@ -258,11 +316,20 @@ class Intake:
             tickets.record(session, ticket, at=now, actor=message.from_email,
                            action="follow-up" if verdict.trusted else "follow-up-untrusted",
                            detail=detail)
+            reopened = False
             if verdict.trusted and verdict.participant:
                 self._merge_fields(session, ticket, mail, message.from_email)
+                if ticket.status == "resolved":
+                    # The resolution mail promises it: a reply reopens (and stops auto-close).
+                    tickets.change(session, ticket, at=now, actor=message.from_email,
+                                   action="reopened", detail="the requester replied to the "
+                                   "resolution", status="open")
+                    reopened = True
             tickets.touch(ticket, now)
             if self.notifier is not None:
                 self.notifier.follow_up(session, ticket, message, mail)
+                if reopened:
+                    self.notifier.ticket_reopened(session, ticket, message, mail)
             self._log(session, decision, mail, raw, "appended", ticket, verdict.note)
             return IntakeResult("appended", ticket.number, verdict.note, mail.message_id)
         ticket = self._new_ticket(session, mail, decision)
@@ -307,6 +374,11 @@ class Intake:
             team=self.default_team or found.team, fields=found.fields, mailbox=self.origin_mailbox,
             detail=f"ticket opened by mail from {mail.from_.email}; category {found.category} "
                    f"({found.why}), priority {found.priority}")
+        missing = classify.missing_fields(found.category, found.fields)
+        if missing:
+            tickets.change(session, ticket, at=now, actor=tickets.SYSTEM, action="status",
+                           detail="missing details: " + ", ".join(f.name for f in missing),
+                           status="need_info")
         if verdict is not None and verdict.linked_ticket_id is not None:
             ticket.linked_ticket_id = verdict.linked_ticket_id
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="linked",
@@ -364,9 +436,14 @@ class Intake:
             decision.related_ticket_id) else None
         if decision.action == "bounce":
             report = mail.report
-            recipients = list(report.recipients) if report else []
+            ours = _our_ticket(session, (decision.bounced_message_id,)) if (
+                decision.bounced_message_id) else None
+            # Only a report about a mail we really sent has effects, and only on the
+            # addresses that mail went to: a forged report cannot silence anyone.
+            sent_to = {r.lower() for r in ours[1].recipients} if ours else set()
+            recipients = [r for r in (report.recipients if report else ()) if r in sent_to]
             permanent = report.permanent if report else True
-            if ticket is not None:
+            if ticket is not None and ours is not None:
                 tickets.record(
                     session, ticket, at=now, actor=tickets.SYSTEM,
                     action="delivery-failed" if permanent else "delivery-delayed",
@@ -375,7 +452,7 @@ class Intake:
                            f"{(report.diagnostic if report else None) or hit.reason}".strip()
                            + (f" (our message {decision.bounced_message_id})"
                               if decision.bounced_message_id else ""))
-            if permanent:
+            if permanent and ours is not None:
                 hold = timedelta(hours=self.app.config.mail.bounce_hold_hours)
                 for address in recipients:
                     session.add(Suppression(address=address.lower(), reason=hit.reason, at=now,

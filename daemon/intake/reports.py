@@ -158,7 +158,10 @@ def _parse_report(message: Message) -> Report | None:
     report_type = ""
     if content_type == "multipart/report":
         report_type = _param(message, "report-type").lower()
-    if report_type == DELIVERY_STATUS or (not report_type and _find(by_type, _STATUS_TYPES)):
+    # Outside multipart/report a delivery-status part counts only beside other bounce signs:
+    # a person may well attach one to a mail of their own.
+    if report_type == DELIVERY_STATUS or (not report_type and _find(by_type, _STATUS_TYPES)
+                                          and _message_bounce_evidence(message) is not None):
         return _delivery_status(message, _machine_part(message, by_type, _STATUS_TYPES), parts)
     if report_type == DISPOSITION or (not report_type and _find(by_type, _MDN_TYPES)):
         return _disposition(message, _machine_part(message, by_type, _MDN_TYPES), parts)

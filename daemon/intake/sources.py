@@ -6,10 +6,9 @@ never decoded text: decoding is the parser's job, and doing it here destroys GBK
 
 from __future__ import annotations
 
-import mailbox as stdlib_mailbox
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,18 +31,47 @@ def _looks_like_mbox(path: Path) -> bool:
 
 
 _MBOX_QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
+# An envelope line as MTAs write it: "From sender Fri Oct 27 09:12:00 2023" (asctime date).
+_ENVELOPE = re.compile(
+    rb"^From \S*\s+(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|"
+    rb"Nov|Dec) +\d{1,2} \d{1,2}:\d\d(?::\d\d)?")
+
+
+def _is_envelope(line: bytes, after_blank: bool) -> bool:
+    """A new message starts only at an envelope line at the top or after a blank line; a body
+    line that merely begins with "From " (and was not quoted) never splits a mail."""
+    return after_blank and line.startswith(b"From ") and _ENVELOPE.match(line) is not None
+
+
+def iter_mbox(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The messages of an mbox stream, envelope lines dropped and ``>From `` unquoted
+    (mboxrd), so the bytes are those of the mail as sent and deduplicate against an IMAP
+    copy. Streams: a large mbox never sits in memory whole."""
+    current: list[bytes] = []
+    after_blank = True
+    started = False
+    for line in lines:
+        if _is_envelope(line, after_blank) or (not started and line.startswith(b"From ")):
+            if started:
+                yield _finish_mbox_message(current)
+            current, started = [], True
+        elif started:
+            current.append(line)
+        after_blank = line in (b"\n", b"\r\n")
+    if started:
+        yield _finish_mbox_message(current)
+
+
+def _finish_mbox_message(lines: list[bytes]) -> bytes:
+    if lines and lines[-1] in (b"\n", b"\r\n"):
+        lines = lines[:-1]  # the separator before the next envelope line
+    return _MBOX_QUOTED_FROM.sub(rb"\1", b"".join(lines))
 
 
 def _mbox(path: Path) -> Iterator[RawMail]:
-    """Each message of an mbox, with the ``>From `` quoting of the format undone (mboxrd), so
-    the bytes are those of the mail as sent and deduplicate against an IMAP copy."""
-    box = stdlib_mailbox.mbox(path, create=False)
-    try:
-        for index, key in enumerate(box.iterkeys()):
-            data = _MBOX_QUOTED_FROM.sub(rb"\1", box.get_bytes(key))
+    with path.open("rb") as fh:
+        for index, data in enumerate(iter_mbox(fh)):
             yield RawMail(data, f"mbox:{path}#{index + 1}")
-    finally:
-        box.close()
 
 
 def _maildir(path: Path) -> Iterator[RawMail]:
@@ -51,6 +79,14 @@ def _maildir(path: Path) -> Iterator[RawMail]:
         for item in sorted((path / sub).iterdir()):
             if item.is_file() and not item.name.startswith("."):
                 yield RawMail(item.read_bytes(), f"maildir:{item}")
+
+
+def _envelopes(lines: Iterable[bytes]) -> Iterator[None]:
+    after_blank = True
+    for index, line in enumerate(lines):
+        if _is_envelope(line, after_blank) or (index == 0 and line.startswith(b"From ")):
+            yield None
+        after_blank = line in (b"\n", b"\r\n")
 
 
 def count(paths: Sequence[str]) -> int | None:
@@ -66,9 +102,8 @@ def count(paths: Sequence[str]) -> int | None:
         elif path.is_dir():
             total += sum(1 for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         elif path.is_file() and _looks_like_mbox(path):
-            box = stdlib_mailbox.mbox(path, create=False)
-            total += len(box)
-            box.close()
+            with path.open("rb") as fh:
+                total += sum(1 for _ in _envelopes(fh))
         else:
             total += 1
     return total
@@ -79,7 +114,7 @@ def read(paths: Sequence[str]) -> Iterator[RawMail]:
     for name in paths:
         if name == "-":
             data = sys.stdin.buffer.read()
-            if data.startswith(b"From ") and b"\nFrom " in data:
+            if data.startswith(b"From "):  # an MTA's envelope line, or a whole mbox
                 yield from _stdin_mbox(data)
             else:
                 yield RawMail(data, "stdin")
@@ -105,10 +140,5 @@ def _file(path: Path) -> Iterator[RawMail]:
 
 
 def _stdin_mbox(data: bytes) -> Iterator[RawMail]:
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".mbox") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        for mail in _mbox(Path(tmp.name)):
-            yield RawMail(mail.data, mail.origin.replace(f"mbox:{tmp.name}", "stdin"))
+    for index, message in enumerate(iter_mbox(data.splitlines(keepends=True))):
+        yield RawMail(message, f"stdin#{index + 1}")

@@ -41,21 +41,55 @@ def _ticket_by_number(session: Session, number: str) -> Ticket | None:
     return session.scalars(select(Ticket).where(Ticket.number == number)).first()
 
 
-def _tickets_by_message_ids(session: Session, ids: tuple[str, ...]) -> dict[str, int]:
+MAX_LOOKUP_IDS = 50  # references looked up per mail: the first and the most recent ones
+
+
+def bounded(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """At most MAX_LOOKUP_IDS ids (the first and the latest), so a crafted header with
+    thousands of ids cannot turn into a query the database refuses."""
+    unique = tuple(dict.fromkeys(ids))
+    if len(unique) <= MAX_LOOKUP_IDS:
+        return unique
+    return unique[:1] + unique[-(MAX_LOOKUP_IDS - 1):]
+
+
+def _tickets_by_message_ids(session: Session,
+                            ids: tuple[str, ...]) -> dict[str, tuple[int, bool]]:
+    """Message-ID -> (ticket id, is it one of ours, i.e. outgoing with a secret token)."""
     if not ids:
         return {}
     rows = session.execute(
-        select(Message.message_id, Message.ticket_id).where(
+        select(Message.message_id, Message.ticket_id, Message.direction).where(
             Message.message_id.in_(ids), Message.ticket_id.is_not(None))
     )
-    return {mid: tid for mid, tid in rows if mid and tid is not None}
+    found: dict[str, tuple[int, bool]] = {}
+    for mid, tid, direction in rows:
+        if mid and tid is not None:
+            ours = direction == "out" or found.get(mid, (0, False))[1]
+            found[mid] = (tid, ours)
+    return found
+
+
+def _stranger(ticket: Ticket, rule: str, sender: str, policy: str) -> ThreadVerdict:
+    who = sender or "the sender"
+    if policy == "append":
+        return ThreadVerdict(
+            "follow-up", rule, ticket.id, ticket.number, participant=False, trusted=False,
+            note=f"{who} is not a participant of {ticket.number}: appended and flagged as "
+                 "untrusted")
+    return ThreadVerdict(
+        "new", rule, None, None, participant=False, linked_ticket_id=ticket.id,
+        note=f"{rule} names {ticket.number} but {who} is not a participant and did not "
+             "reply to one of our mails: new ticket linked to it")
 
 
 def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
            stranger_policy: str = "link") -> ThreadVerdict:
     sender = mail.from_.email if mail.from_ else ""
-    referenced = tuple(dict.fromkeys((*mail.in_reply_to, *mail.references)))
+    referenced = bounded((*mail.in_reply_to, *mail.references))
     by_header = _tickets_by_message_ids(session, referenced)
+    # Tickets whose OUR (outgoing, tokened) mails this one replies to: proof of a real reply.
+    answered = {tid for tid, ours in by_header.values() if ours}
 
     missing: list[str] = []
     for number in numbers.find(mail.subject):
@@ -64,29 +98,22 @@ def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
             missing.append(number)
             continue
         is_participant = sender in participants(ticket)
-        references_ticket = ticket.id in by_header.values()
-        if is_participant or references_ticket:
+        if is_participant or ticket.id in answered:
             return ThreadVerdict("follow-up", "subject", ticket.id, ticket.number,
                                  participant=is_participant)
-        if stranger_policy == "append":
-            return ThreadVerdict(
-                "follow-up", "subject", ticket.id, ticket.number, participant=False,
-                trusted=False, note=f"{sender or 'unknown sender'} is not a participant of "
-                f"{ticket.number}: appended and flagged as untrusted")
-        return ThreadVerdict(
-            "new", "subject", None, None, participant=False, linked_ticket_id=ticket.id,
-            note=f"subject names {ticket.number} but {sender or 'the sender'} is not a "
-            f"participant: new ticket linked to it")
+        return _stranger(ticket, "subject", sender, stranger_policy)
 
     for rule, ids in (("in-reply-to", mail.in_reply_to), ("references", mail.references)):
-        for mid in reversed(ids):  # the most recent reference first
-            ticket_id = by_header.get(mid)
-            if ticket_id is not None:
-                ticket = session.get(Ticket, ticket_id)
-                assert ticket is not None
+        for mid in reversed(bounded(ids)):  # the most recent reference first
+            if mid not in by_header:
+                continue
+            ticket = session.get(Ticket, by_header[mid][0])
+            assert ticket is not None
+            is_participant = sender in participants(ticket)
+            if is_participant or ticket.id in answered:
                 return ThreadVerdict("follow-up", rule, ticket.id, ticket.number,
-                                     participant=sender in participants(ticket),
-                                     note=f"{rule} names {mid}")
+                                     participant=is_participant, note=f"{rule} names {mid}")
+            return _stranger(ticket, rule, sender, stranger_policy)
     note = ""
     if missing:
         note = f"subject names {', '.join(missing)}, which does not exist: new ticket"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from email.errors import MessageError
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -64,12 +65,11 @@ class Notify:
             assign_by=sla.assign_deadline(ticket.priority, ticket.created_at).astimezone(zone),
         ), [to], *thread)
         missing = classify.missing_fields(ticket.category, ticket.fields)
-        if not missing:
+        if ticket.status != "need_info" or not missing:
+            return
+        if not self.may_auto_send(session, ticket, to.email, mail):
             return
         zh = locale == "zh-CN"
-        tickets.change(session, ticket, at=self.app.clock.now(), actor=tickets.SYSTEM,
-                       action="status", detail="missing details: " + ", ".join(
-                           f.name for f in missing), status="need_info")
         self.send(session, ticket, kinds.NeedInfo(
             **base, requester_name=ticket.requester_name, category=ticket.category or "",
             missing=tuple(kinds.MissingDetail(label=f.label_zh if zh else f.label_en,
@@ -80,6 +80,18 @@ class Notify:
     def follow_up(self, session: Session, ticket: Ticket, message: Message,
                   mail: ParsedMail) -> None:
         """A requester's follow-up gets no automatic mail (handlers are told separately)."""
+
+    def ticket_reopened(self, session: Session, ticket: Ticket, message: Message,
+                        mail: ParsedMail) -> None:
+        """Tell the requester their reply reopened the ticket (an automatic mail)."""
+        to = self._reply_address(mail)
+        if to is None or not self.may_auto_send(session, ticket, to.email, mail):
+            return
+        locale = requester_locale(ticket)
+        self.send(session, ticket, kinds.Reopened(
+            **self._base(ticket, locale), requester_name=ticket.requester_name,
+            handler_name=ticket.handler, reason=mail.new_text.strip()[:2000],
+        ), [to], *self._thread_of(mail))
 
     # ---------------------------------------------------------------- policy
 
@@ -132,10 +144,17 @@ class Notify:
             return None
         message_id, _token = make_message_id(cfg.support.domain)
         now = self.app.clock.now()
-        msg = compose(rendered, sender=Address(cfg.support.name, cfg.support.address), to=to,
-                      message_id=message_id, in_reply_to=in_reply_to, references=references,
-                      date=now, auto_submitted=automatic,
-                      loop_header=(cfg.mail.loop_header, cfg.support.address))
+        try:
+            msg = compose(rendered, sender=Address(cfg.support.name, cfg.support.address),
+                          to=to, message_id=message_id, in_reply_to=in_reply_to,
+                          references=references, date=now, auto_submitted=automatic,
+                          loop_header=(cfg.mail.loop_header, cfg.support.address))
+        except (ValueError, MessageError) as exc:
+            # e.g. a non-ASCII address: the ticket stands, the mail is recorded as not sent.
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                           action="mail-failed", detail=f"{obj.kind} mail not sent: {exc}")
+            log.error("%s: %s mail not composed: %s", ticket.number, obj.kind, exc)
+            return None
         row = enqueue(session, ticket=ticket, kind=obj.kind, msg=msg,
                       recipients=[a.email for a in to], text=rendered.text, html=rendered.html,
                       at=now, automatic=automatic)

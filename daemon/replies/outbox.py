@@ -122,7 +122,14 @@ def _claim(app: App, worker: str, limit: int,
             if not app.db.is_sqlite:
                 orphans = orphans.with_for_update(skip_locked=True)
             rows += [r for r in session.scalars(orphans) if _claimer_is_dead(r.claimed_by)]
-        for row in rows:
+        for row in list(rows):
+            if row.status == "sending" and row.attempts >= app.config.smtp.max_attempts:
+                # Crashed mid-send every time: stop trying rather than crash forever.
+                row.status, row.claimed_by, row.claimed_until = "failed", None, None
+                row.last_error = f"claim expired mid-send {row.attempts} times; gave up"
+                log.error("outbox %s (%s): %s", row.id, row.message_id, row.last_error)
+                rows.remove(row)
+                continue
             if row.status == "sending":
                 log.warning("outbox %s: claim by %s expired mid-send; sending again with the "
                             "same Message-ID %s", row.id, row.claimed_by, row.message_id)
@@ -195,6 +202,10 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
                     refused = transport.send(sender, recipients, raw)
                 except (TransportTemporary, TransportPermanent) as exc:
                     status = _finish(app, row_id, error=exc)
+                except Exception as exc:  # one unsendable mail must never block the queue
+                    log.exception("outbox %s: unexpected error while sending", row_id)
+                    status = _finish(app, row_id, error=TransportPermanent(
+                        f"cannot send: {type(exc).__name__}: {exc}"))
                     if isinstance(exc, TransportTemporary):
                         # The server is down or busy: give the rest of the batch back untried.
                         for rest in claimed[index + 1:]:

@@ -143,8 +143,14 @@ class SmtpTransport:
     def send(self, sender: str, recipients: Sequence[str], raw: bytes) -> dict[str, str]:
         if self._client is None:
             self._client = self._connect()
+        options = ["SMTPUTF8"] if not all(a.isascii() for a in (sender, *recipients)) else []
+        if options and not self._client.has_extn("smtputf8"):
+            raise TransportPermanent(f"{self.where}: an address is not ASCII and the server "
+                                     "does not offer SMTPUTF8")
         try:
-            refused = self._client.sendmail(sender, list(recipients), raw)
+            refused = self._client.sendmail(sender, list(recipients), raw, mail_options=options)
+        except UnicodeEncodeError as exc:
+            raise TransportPermanent(f"{self.where}: cannot encode the envelope: {exc}") from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             detail = "; ".join(f"{rcpt}: {code} {_text(msg)}"

@@ -109,12 +109,21 @@ def test_follow_up_by_subject_number_from_participant(app: App) -> None:
 
 def test_follow_up_by_in_reply_to(app: App) -> None:
     number = created(app)
+    expl = see(app, messages.mail(subject="Re: 打印机", in_reply_to="<first@client.example>"))
+    v = expl.verdict
+    assert (v.action, v.number, v.rule, v.participant) == ("follow-up", number, "in-reply-to",
+                                                           True)
+    assert "by In-Reply-To" in render(expl)
+
+
+def test_stranger_replying_to_the_requesters_mail_gets_a_linked_new_ticket(app: App) -> None:
+    # The requester's own Message-ID is no secret; only our tokened ids prove a real reply.
+    number = created(app)
     expl = see(app, messages.mail(subject="Re: 打印机", in_reply_to="<first@client.example>",
                                   sender=STRANGER))
     v = expl.verdict
-    assert (v.action, v.number, v.rule, v.participant) == ("follow-up", number, "in-reply-to",
-                                                           False)
-    assert "by In-Reply-To; the sender is not a participant" in render(expl)
+    assert (v.action, v.rule, v.participant, v.linked_number) == (
+        "new", "in-reply-to", False, number)
 
 
 def test_follow_up_by_references(app: App) -> None:

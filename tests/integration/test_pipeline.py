@@ -85,6 +85,10 @@ class FlakyNotifier:
                   mail: ParsedMail) -> None:
         self.real.follow_up(session, ticket, message, mail)
 
+    def ticket_reopened(self, session: Session, ticket: Ticket, message: Message,
+                        mail: ParsedMail) -> None:
+        self.real.ticket_reopened(session, ticket, message, mail)
+
 
 def feed(intake: Intake, raw: bytes, origin: str = "test") -> IntakeResult:
     return intake.ingest(RawMail(raw, origin))
@@ -158,7 +162,7 @@ def test_new_ticket_from_a_gbk_client_keeps_everything(app: App) -> None:
     with app.db.transaction() as s:
         t = tickets.get(s, FIRST)
         assert (t.subject, t.status, t.requester_name, t.requester_email) == (
-            "导出报表报错", "new", "张三", "zhang.san@corp.example")
+            "导出报表报错", "need_info", "张三", "zhang.san@corp.example")
         assert t.cc == ["boss@corp.example", "li@corp.example"]
         assert (t.category, t.team, t.priority, t.fields, t.language) == (
             "功能异常", "dev", "P2", {"system": "OA"}, "zh")
@@ -167,7 +171,8 @@ def test_new_ticket_from_a_gbk_client_keeps_everything(app: App) -> None:
             ("created", "zhang.san@corp.example",
              "ticket opened by mail from zhang.san@corp.example; category 功能异常 "
              "(keyword '报错'), priority P2",
-             {"status": "new", "priority": "P2", "category": "功能异常", "team": "dev"})]
+             {"status": "new", "priority": "P2", "category": "功能异常", "team": "dev"}),
+            ("status", "ticketd", "missing details: steps", {"status": "need_info"})]
         [m] = t.messages
         assert (m.direction, m.kind, m.message_id, m.dedup_key, m.from_name, m.from_email) == (
             "in", "new", "gbk.1@client.example", "gbk.1@client.example", "张三",
@@ -298,8 +303,8 @@ def test_stranger_using_a_real_number_gets_a_linked_ticket(app: App) -> None:
     first_ticket(intake)
     result = feed(intake, messages.mail(subject=f"Re: [{FIRST}] 打印机无法打印",
                                         body="系统: 伪造\n", sender=MALLORY))
-    note = (f"subject names {FIRST} but mallory@evil.example is not a participant: "
-            "new ticket linked to it")
+    note = (f"subject names {FIRST} but mallory@evil.example is not a participant and did "
+            "not reply to one of our mails: new ticket linked to it")
     assert (result.action, result.number, result.reason) == ("created", SECOND, note)
     first, second = ticket_row(app, FIRST), ticket_row(app, SECOND)
     assert second["linked_ticket_id"] == first["id"]
@@ -329,16 +334,28 @@ def test_stranger_appended_and_flagged_untrusted_when_configured(
         f"subject: reply from {MALLORY} (untrusted: {note})")
 
 
-def test_a_non_participant_who_replies_to_the_thread_is_trusted(app: App) -> None:
-    intake = Intake(app)
+def test_a_non_participant_who_replies_to_one_of_our_mails_is_trusted(app: App) -> None:
+    intake = Intake(app, notifier=Notify(app))
     first_ticket(intake)
+    [acceptance] = outgoing_ids(app)  # ours carry a secret token: a reply to it is real
     result = feed(intake, messages.mail(subject=f"Re: [{FIRST}] 打印机无法打印",
                                         body="我是三楼的同事，也遇到了。\n",
                                         sender="王五 <wang.wu@corp.example>",
-                                        in_reply_to="<first@client.example>"))
+                                        in_reply_to=f"<{acceptance}>"))
     assert (result.action, result.number) == ("appended", FIRST)
     assert ticket_row(app, FIRST)["messages"][-1] == (
         "in", "follow-up", "wang.wu@corp.example", True)
+
+
+def test_a_non_participant_citing_only_the_requesters_mail_is_a_stranger(app: App) -> None:
+    # The requester's own Message-ID travels in every reply and is no secret.
+    intake = Intake(app)
+    first_ticket(intake)
+    result = feed(intake, messages.mail(subject=f"Re: [{FIRST}] 打印机无法打印",
+                                        body="我看到了这个工单。\n", sender=MALLORY,
+                                        in_reply_to="<first@client.example>"))
+    assert (result.action, result.number) == ("created", SECOND)
+    assert ticket_row(app, FIRST)["messages"][-1][2] == "zhang.san@corp.example"
 
 
 def test_a_copied_participant_can_follow_up(app: App) -> None:
@@ -414,7 +431,7 @@ def test_a_mail_without_message_id_twice_is_a_duplicate(app: App) -> None:
     assert feed(intake, raw) == IntakeResult(
         "duplicate", "TS20231027000001", "already processed (created TS20231027000001)", None)
     assert feed(intake, raw.replace(b"\r\n", b"\n")).action == "duplicate"
-    assert incoming(app)[0].dedup_key == f"sha256:{content_hash(raw)}"
+    assert incoming(app)[0].dedup_key.startswith("content:")
     assert count(app, Ticket) == 1
 
 
@@ -747,7 +764,7 @@ def test_missing_details_are_asked_for_and_a_reply_supplies_them(app: App) -> No
                                message_id="<export@client.example>"))
     assert [kind for kind, _, _ in outbox(app)] == ["acceptance", "need_info"]
     assert ticket_row(app, FIRST)["status"] == "need_info"
-    assert events_of(app, FIRST)[2] == ("status", "ticketd", "missing details: system, steps")
+    assert events_of(app, FIRST)[1] == ("status", "ticketd", "missing details: system, steps")
 
     feed(intake, messages.mail(subject=f"回复: [{FIRST}] 导出报表报错",
                                body="系统: OA\n复现步骤: 点击导出\n",
