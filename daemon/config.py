@@ -247,7 +247,8 @@ class TemplatesConfig:
     dir: str = field(default="templates/mail", metadata=spec(path=True))
 
 
-def _is_loopback(value: str) -> bool:
+def is_loopback(value: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1."""
     if value == "localhost":
         return True
     try:
@@ -256,7 +257,7 @@ def _is_loopback(value: str) -> bool:
         return False
 
 
-_LOOPBACK = Check('a loopback address such as "127.0.0.1"', _is_loopback)
+_LOOPBACK = Check('a loopback address such as "127.0.0.1"', is_loopback)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ is a configuration error. Reverse-proxy it if it must be reached from elsewhere.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import threading
@@ -22,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from daemon.app import App
+from daemon.config import is_loopback
 from daemon.errors import ConfigError
 from daemon.metrics import CONTENT_TYPE, Metrics
 
@@ -41,15 +41,6 @@ class HttpSettings:
         if not is_loopback(self.host):
             raise ConfigError(f'[http] host: expected a loopback address such as "127.0.0.1", '
                               f'got "{self.host}"')
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def settings_from(app: App) -> HttpSettings | None:
