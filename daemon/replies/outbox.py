@@ -50,8 +50,17 @@ class FlushReport:
     failed: int = 0
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (containers sharing a hostname have different ones)."""
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
+    except OSError:
+        return "-"
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid-namespace:pid: enough to tell, on the same host, whether a claimer is gone."""
+    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}"
 
 
 def enqueue(session: Session, *, ticket: Ticket | None, kind: str, msg: EmailMessage,
@@ -95,9 +104,11 @@ def _due(now: datetime, force: bool) -> ColumnElement[bool]:
 
 
 def _claimer_is_dead(claimed_by: str | None) -> bool:
-    """A claim by a process of this host that no longer exists (killed mid-send)."""
-    host, _, pid = (claimed_by or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    """A claim by a process of this host and PID namespace that no longer exists (killed
+    mid-send). Claims from anywhere else are left to expire after [smtp] claim_seconds."""
+    where, _, pid = (claimed_by or "").rpartition(":")
+    if where != f"{socket.gethostname()}:{_pid_namespace()}" or not pid.isdigit() \
+            or int(pid) == os.getpid():
         return False
     try:
         os.kill(int(pid), 0)

@@ -242,7 +242,8 @@ def test_process_killed_mid_send_mail_still_goes_once(
             if proc.poll() is None:
                 proc.kill()
         (row,) = rows(app)
-        assert row.status == "sending" and row.claimed_by == f"{socket.gethostname()}:{proc.pid}"
+        assert row.status == "sending"
+        assert row.claimed_by == f"{socket.gethostname()}:{outbox._pid_namespace()}:{proc.pid}"
         # The claimer is gone: this host's next flush takes the mail over at once.
         assert outbox.flush(app).sent == 1
         (got,) = smtp_server.wait_for(1)
