@@ -184,8 +184,8 @@ def _move(client: IMAPClient, uid: int, folder: str) -> None:
     client.add_flags([uid], [b"\\Deleted"])
     if client.has_capability("UIDPLUS"):
         client.uid_expunge([uid])
-    else:
-        client.expunge()
+    # Without UIDPLUS a plain EXPUNGE would also remove mail someone else marked \Deleted:
+    # ours stays marked (and is skipped by the next search) until the server expunges it.
 
 
 def _settle(client: IMAPClient, spec: MailboxSpec, uid: int, result: IntakeResult) -> None:
@@ -202,7 +202,7 @@ def _pending_uids(client: IMAPClient, spec: MailboxSpec, last_uid: int) -> list[
     if spec.after_processing == "move":
         # Everything still in the folder is unprocessed by definition, including mail whose
         # move failed after its commit (deduplication recognises those).
-        uids = client.search(["ALL"])
+        uids = client.search(["NOT", "DELETED"])
     else:
         uids = [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
     return sorted(int(u) for u in uids)
