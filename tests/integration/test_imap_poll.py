@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from daemon import tickets
@@ -145,3 +146,32 @@ def test_wrong_password_is_refused(imap_app: App, monkeypatch: pytest.MonkeyPatc
 def test_server_down_is_transient(imap_app: App) -> None:
     with pytest.raises(MailboxUnavailable):
         imap_intake.connect(spec_of(imap_app, port=1))
+
+
+class OldServerClient(IMAPClient):
+    """A real connection that pretends the server lacks MOVE and UIDPLUS (older servers)."""
+
+    def has_capability(self, capability: str) -> bool:
+        if capability.upper() in ("MOVE", "UIDPLUS"):
+            return False
+        return bool(super().has_capability(capability))
+
+
+def test_without_move_or_uidplus_mail_is_copied_and_nothing_else_expunged(
+        imap_app: App, imap: Dovecot) -> None:
+    bystander = imap.append("support", messages.mail(subject="别人标记删除的"), flags=[
+        "\\Deleted"])
+    imap.append("support", messages.mail())
+    client = OldServerClient(imap.host, port=imap.port, ssl=False)
+    client.login("support", "support-pass")
+    try:
+        report = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app),
+                                       client=client)
+        assert [r.action for r in report.results] == ["created"]  # \Deleted mail skipped
+        again = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app),
+                                      client=client)
+        assert again.results == []
+    finally:
+        client.logout()
+    assert len(imap.folder_uids("support", "Processed")) == 1
+    assert bystander in imap.folder_uids("support", "INBOX")  # never expunged by us
