@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon import tickets
+from daemon.addresses import Address
 from daemon.app import App
-from daemon.intake.parsed import Address
 from daemon.models import Event, Message, Ticket
 from daemon.replies import kinds
 from daemon.replies.notify import Notify, requester_locale

@@ -9,16 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from daemon.addresses import Address
 
-@dataclass(frozen=True)
-class Address:
-    """A decoded mailbox. ``email`` is lower-cased; ``name`` may be empty."""
-
-    name: str
-    email: str
-
-    def __str__(self) -> str:
-        return f"{self.name} <{self.email}>" if self.name else self.email
+__all__ = ["Address", "Attachment", "CharsetNote", "ParsedMail", "Report"]
 
 
 @dataclass(frozen=True)

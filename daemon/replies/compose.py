@@ -31,7 +31,7 @@ from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from types import MappingProxyType
 
-from daemon.intake.parsed import Address
+from daemon.addresses import Address
 from daemon.replies.templates import RenderedMail
 
 MAX_REFERENCES = 20

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
+from daemon.addresses import Address
 from daemon.errors import NotFound
-from daemon.intake.parsed import Address
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from email.message import EmailMessage
 from typing import Any
 
 from daemon import sla, tickets
+from daemon.addresses import Address
 from daemon.app import App
-from daemon.intake.parsed import Address
 from daemon.models import Ticket
 from daemon.replies import kinds
 from daemon.replies.compose import compose, make_message_id
