@@ -64,6 +64,10 @@ def _is_address(value: str) -> bool:
     return bool(local) and "." in domain and " " not in value
 
 
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,60}")
+# The teams the built-in category table routes to (daemon/classify.py), used when
+# [[categories]] is not configured.
+BUILTIN_TEAMS = ("ops", "dev", "admins")
 _ZONE = Check('an IANA time zone name such as "Asia/Shanghai"', _is_zone)
 _ADDRESS = Check("an e-mail address", _is_address)
 _PREFIX = Check("1-10 ASCII letters", lambda v: v.isascii() and v.isalpha() and len(v) <= 10)
@@ -145,6 +149,8 @@ class TicketsConfig:
     stranger_number: str = field(default="link", metadata=spec(one_of("link", "append")))
     # A resolved ticket with no reply for this many days is closed (the resolution mail says so).
     auto_close_days: int = field(default=7, metadata=spec(int_range(1, 365)))
+    # People the requester copied are copied on our mails to the requester.
+    copy_cc: bool = True
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,63 @@ class MailConfig:
     auto_reply_limit: int = field(default=5, metadata=spec(int_range(0)))
     # Hours after a permanent bounce during which no automatic mail goes to that address.
     bounce_hold_hours: int = field(default=72, metadata=spec(int_range(0)))
+    # authserv-ids of OUR receiving servers (RFC 8601): only their Authentication-Results
+    # headers are believed; empty = no header is believed.
+    trusted_authserv_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    """The standard process's clocks, in minutes / hours / days."""
+
+    # Assignment deadlines from submission, per priority (minutes).
+    assign_p0: int = field(default=15, metadata=spec(int_range(1, 100000)))
+    assign_p1: int = field(default=30, metadata=spec(int_range(1, 100000)))
+    assign_p2: int = field(default=60, metadata=spec(int_range(1, 100000)))
+    assign_p3: int = field(default=120, metadata=spec(int_range(1, 100000)))
+    # A need_info ticket with no answer gets one reminder after this long, and is closed after
+    # twice this long.
+    need_info_reply_hours: int = field(default=72, metadata=spec(int_range(1, 100000)))
+    # A requester's mail to a ticket closed longer ago than this opens a new, linked ticket.
+    reopen_days: int = field(default=14, metadata=spec(int_range(0, 3650)))
+
+    def assign_minutes(self, priority: str) -> int:
+        return {"P0": self.assign_p0, "P1": self.assign_p1, "P2": self.assign_p2,
+                "P3": self.assign_p3}.get(priority, self.assign_p2)
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    """One ``[[teams]]`` entry: who handles what. Every member and lead is a handler."""
+
+    name: str = field(default="", metadata=spec(Check("a team name (letters, digits, - or _)",
+                                                      lambda v: bool(_NAME.fullmatch(v)))))
+    label_zh: str = ""   # what Chinese-writing requesters read, e.g. "运维组"
+    label_en: str = ""   # what English-writing requesters read, e.g. "Operations"
+    lead: str = field(default="", metadata=spec(Check("an e-mail address",
+                                                      lambda v: not v or _is_address(v))))
+    members: tuple[str, ...] = ()
+    assign: str = field(default="round_robin", metadata=spec(one_of("round_robin",
+                                                                    "least_open")))
+
+
+@dataclass(frozen=True)
+class CategoryConfig:
+    """One ``[[categories]]`` entry: a problem type, its team, words and required details."""
+
+    name: str = ""       # as stored and shown to Chinese readers, e.g. "系统故障"
+    label_en: str = ""   # shown to English readers, e.g. "System failure"
+    team: str = ""       # the team tickets of this type are routed to
+    keywords: tuple[str, ...] = ()   # matched case-insensitively (ASCII on word boundaries)
+    required: tuple[str, ...] = ()   # field names a report must carry before assignment
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """One ``[[systems]]`` entry: a system or product requesters name (OA, CRM, VPN ...)."""
+
+    name: str = ""
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,6 +352,10 @@ class Config:
     templates: TemplatesConfig = TemplatesConfig()
     logging: LoggingConfig = LoggingConfig()
     http: HttpConfig = HttpConfig()
+    sla: SlaConfig = SlaConfig()
+    teams: tuple[TeamConfig, ...] = ()
+    categories: tuple[CategoryConfig, ...] = ()
+    systems: tuple[SystemConfig, ...] = ()
     path: Path | None = None
 
     @property
@@ -327,8 +394,9 @@ def _coerce(kind: Any, value: Any) -> tuple[Any, str | None]:
     """Check a TOML value against a field type; returns (value, expected-if-wrong)."""
     if get_origin(kind) is tuple:
         (inner, _) = get_args(kind)
-        if inner is MailboxConfig:  # handled by _section
-            return value, None if isinstance(value, list) else "a list of tables"
+        if dataclasses.is_dataclass(inner):  # a list of tables: each is read by _section
+            ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+            return value, None if ok else "a list of tables"
         ok = isinstance(value, list) and all(isinstance(v, inner) for v in value)
         return (tuple(value) if ok else value), (None if ok else "a list of strings")
     if kind is int:
@@ -362,6 +430,8 @@ def _section(cls: type[T], table: Any, name: str, where: str, base: Path) -> T:
         if key == "mailboxes":
             value = tuple(_section(MailboxConfig, item, f"{name}.mailboxes][{index}", where, base)
                           for index, item in enumerate(value))
+        elif isinstance(value, tuple) and get_args(hints[key])[0] is str:
+            _check_addresses(key, value, f"[{name}] {key}", where)
         values[key] = value
     for key, f in fields.items():
         if key not in values and f.metadata.get("path"):
@@ -382,16 +452,36 @@ def from_mapping(data: Mapping[str, Any], *, where: str, base: Path,
             raise ConfigError(
                 f"{where}: [{name}]: unknown section (known sections: {', '.join(known)})"
             )
+        if get_origin(hints[name]) is tuple:  # [[teams]], [[categories]], [[systems]]
+            if not isinstance(table, list) or not all(isinstance(t, dict) for t in table):
+                raise ConfigError(f"{where}: [[{name}]]: expected a list of tables "
+                                  f"([[{name}]] entries), got {_show(table)}")
+            (inner, _) = get_args(hints[name])
+            sections[name] = tuple(_section(inner, item, f"{name}][{index}", where, base)
+                                   for index, item in enumerate(table))
+            continue
         sections[name] = _section(hints[name], table, name, where, base)
     for name in known:
-        if name not in sections:
+        if name not in sections and get_origin(hints[name]) is not tuple:
             sections[name] = _section(hints[name], {}, name, where, base)
     config = Config(**sections, path=path)
     _cross_checks(config, where)
     return config
 
 
+_ADDRESS_LISTS = frozenset({"members"})
+
+
+def _check_addresses(key: str, values: tuple[str, ...], label: str, where: str) -> None:
+    if key not in _ADDRESS_LISTS:
+        return
+    for value in values:
+        if not _is_address(value):
+            raise ConfigError(f"{where}: {label}: expected e-mail addresses, got {_show(value)}")
+
+
 def _cross_checks(config: Config, where: str) -> None:
+    _process_checks(config, where)
     imap = config.imap
     if imap.host and not imap.username:
         raise ConfigError(f"{where}: [imap] username: expected a user name when host is set")
@@ -411,6 +501,44 @@ def _cross_checks(config: Config, where: str) -> None:
             f"{where}: [attachments] max_bytes: expected at most max_message_bytes "
             f"({config.attachments.max_message_bytes}), got {config.attachments.max_bytes}"
         )
+
+
+def _process_checks(config: Config, where: str) -> None:
+    """Teams and categories refer to each other by name: every reference must resolve."""
+    seen: set[str] = set()
+    for index, team in enumerate(config.teams):
+        if not team.name:
+            raise ConfigError(f"{where}: [[teams]][{index}] name: expected a team name")
+        if team.name in seen:
+            raise ConfigError(f"{where}: [[teams]][{index}] name: duplicate team "
+                              f"{_show(team.name)}")
+        seen.add(team.name)
+    names: set[str] = set()
+    for index, cat in enumerate(config.categories):
+        if not cat.name:
+            raise ConfigError(f"{where}: [[categories]][{index}] name: expected a category name")
+        if cat.name in names:
+            raise ConfigError(f"{where}: [[categories]][{index}] name: duplicate category "
+                              f"{_show(cat.name)}")
+        names.add(cat.name)
+        if not cat.team:
+            raise ConfigError(f"{where}: [[categories]][{index}] team: expected a team name")
+        if seen and cat.team not in seen:
+            raise ConfigError(f"{where}: [[categories]][{index}] team: unknown team "
+                              f"{_show(cat.team)} (teams: {', '.join(sorted(seen))})")
+    if seen and not config.categories:
+        absent = [t for t in BUILTIN_TEAMS if t not in seen]
+        if absent:
+            raise ConfigError(f"{where}: [[teams]]: the built-in categories route to "
+                              f"{', '.join(BUILTIN_TEAMS)}; define team(s) "
+                              f"{', '.join(absent)} or configure [[categories]]")
+    for index, box in enumerate(config.imap.mailboxes):
+        if seen and box.team and box.team not in seen:
+            raise ConfigError(f"{where}: [imap.mailboxes][{index}] team: unknown team "
+                              f"{_show(box.team)} (teams: {', '.join(sorted(seen))})")
+    for index, system in enumerate(config.systems):
+        if not system.name:
+            raise ConfigError(f"{where}: [[systems]][{index}] name: expected a system name")
 
 
 def default_path() -> Path:

@@ -14,11 +14,13 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Text,
     TypeDecorator,
@@ -26,6 +28,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from daemon.states import PRIORITIES, Status
+
+# Every constraint and index gets a predictable name, so migrations (SQLite batch mode
+# included) can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+STATUS_VALUES = tuple(s.value for s in Status)
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -48,6 +70,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime,
         dict[str, Any]: JSON,
@@ -57,6 +80,10 @@ class Base(DeclarativeBase):
 
 class Ticket(Base):
     __tablename__ = "tickets"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", STATUS_VALUES), name="status"),
+        CheckConstraint(_one_of("priority", PRIORITIES), name="priority"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)
@@ -65,7 +92,8 @@ class Ticket(Base):
     priority: Mapped[str] = mapped_column(String(4), default="P2")
     category: Mapped[str | None] = mapped_column(Text)
     team: Mapped[str | None] = mapped_column(Text)
-    handler: Mapped[str | None] = mapped_column(Text)
+    handler: Mapped[str | None] = mapped_column(Text)   # the main handler (lower case)
+    co_handlers: Mapped[list[Any]] = mapped_column(default=list)
     requester_name: Mapped[str] = mapped_column(Text, default="")
     requester_email: Mapped[str] = mapped_column(String(998), index=True)
     cc: Mapped[list[Any]] = mapped_column(default=list)
@@ -75,6 +103,16 @@ class Ticket(Base):
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The process clocks: when a main handler must be assigned by, and what became of it.
+    assign_by: Mapped[datetime | None] = mapped_column(index=True)
+    assigned_at: Mapped[datetime | None]
+    breach_notified_at: Mapped[datetime | None]   # the sla_breach mail for this assign_by
+    status_changed_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]          # the need_info reminder
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    rating: Mapped[int | None] = mapped_column(Integer)   # the requester's 1-5 satisfaction
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
@@ -86,6 +124,7 @@ class Message(Base):
     """One mail in either direction; the raw bytes are kept for incoming mail."""
 
     __tablename__ = "messages"
+    __table_args__ = (CheckConstraint(_one_of("direction", ("in", "out")), name="direction"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -212,7 +251,8 @@ class OutboxMail(Base):
     """A mail to send, written in the same transaction as the change that causes it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      CheckConstraint(_one_of("status", OUTBOX_STATUSES), name="status"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -254,3 +294,13 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
     until: Mapped[datetime]
+
+
+class TeamRotation(Base):
+    """Where round-robin assignment stands in one team: the member who got the last ticket."""
+
+    __tablename__ = "team_rotation"
+
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_handler: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]

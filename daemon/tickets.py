@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from daemon.errors import NotFound
 from daemon.models import Event, Message, Ticket
+from daemon.states import PRIORITIES, Status
 
-STATUSES = ("new", "open", "need_info", "resolved", "closed")
-PRIORITIES = ("P0", "P1", "P2", "P3")
+STATUSES = tuple(s.value for s in Status)
+__all__ = ["PRIORITIES", "STATUSES"]
 SYSTEM = "ticketd"
 
 

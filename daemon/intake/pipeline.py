@@ -323,7 +323,7 @@ class Intake:
                     # The resolution mail promises it: a reply reopens (and stops auto-close).
                     tickets.change(session, ticket, at=now, actor=message.from_email,
                                    action="reopened", detail="the requester replied to the "
-                                   "resolution", status="open")
+                                   "resolution", status="reopened")
                     reopened = True
             tickets.touch(ticket, now)
             if self.notifier is not None:
@@ -354,7 +354,7 @@ class Intake:
             missing = classify.missing_fields(ticket.category, ticket.fields)
             if not missing:
                 tickets.change(session, ticket, at=now, actor=actor, action="status",
-                               detail="requester supplied the missing details", status="open")
+                               detail="requester supplied the missing details", status="new")
             else:
                 tickets.record(session, ticket, at=now, actor=actor, action="note",
                                detail="still missing: " + ", ".join(f.name for f in missing))

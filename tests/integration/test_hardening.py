@@ -93,7 +93,7 @@ def test_a_reply_to_a_resolved_ticket_reopens_it_and_stops_auto_close(
     assert feed(app, reply) == ("appended", number)
     with app.db.transaction() as s:
         ticket = tickets.get(s, number)
-        assert ticket.status == "open"
+        assert ticket.status == "reopened"
         assert [e.action for e in ticket.events][-2:] == ["reopened", "mail-queued"]
         kinds = list(s.scalars(select(OutboxMail.kind).order_by(OutboxMail.id)))
         assert kinds == ["acceptance", "reopened"]

@@ -771,7 +771,7 @@ def test_missing_details_are_asked_for_and_a_reply_supplies_them(app: App) -> No
                                in_reply_to="<export@client.example>"))
 
     row = ticket_row(app, FIRST)
-    assert (row["status"], row["fields"]) == ("open", {"system": "OA", "steps": "点击导出"})
+    assert (row["status"], row["fields"]) == ("new", {"system": "OA", "steps": "点击导出"})
     with app.db.transaction() as s:
         last = tickets.get(s, FIRST).events[-3:]
         assert [(e.action, e.detail, e.before, e.after) for e in last] == [
@@ -779,7 +779,7 @@ def test_missing_details_are_asked_for_and_a_reply_supplies_them(app: App) -> No
             ("fields", "details supplied by reply: steps, system", {"fields": {}},
              {"fields": {"system": "OA", "steps": "点击导出"}}),
             ("status", "requester supplied the missing details", {"status": "need_info"},
-             {"status": "open"})]
+             {"status": "new"})]
     assert len(outbox(app)) == 2
 
 
