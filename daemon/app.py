@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from daemon import db as dbmod
+from daemon.classify import Reader
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
 from daemon.replies.templates import TemplateStore
@@ -39,6 +40,11 @@ class App:
     def numbers(self) -> NumberFormat:
         return NumberFormat(self.config.tickets.prefix, self.config.tickets.serial_width,
                             self.config.support.timezone)
+
+    @cached_property
+    def reader(self) -> Reader:
+        """How requests are read: categories, fields, required details (from the config)."""
+        return Reader.from_config(self.config)
 
     @cached_property
     def templates(self) -> TemplateStore:

@@ -8,7 +8,16 @@ appear wins, so the more specific kinds (outage, access) come before the general
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from daemon.config import Config
+
+# The English labels of the built-in categories (what English-writing requesters read).
+BUILTIN_LABELS_EN: dict[str, str] = {
+    "系统故障": "System failure", "功能异常": "Functional issue", "权限申请": "Access request",
+    "技术咨询": "Technical question", "需求开发": "Feature request",
+}
 
 CATEGORIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # (category, default team, keywords)
@@ -134,3 +143,98 @@ REQUIRED: dict[str, tuple[RequiredField, ...]] = {
 def missing_fields(category: str | None, fields: dict[str, str]) -> tuple[RequiredField, ...]:
     """The required details of a category that the report does not give."""
     return tuple(f for f in REQUIRED.get(category or "", ()) if not fields.get(f.name))
+
+
+# Every field a category may require, with the words a requester reads when it is missing.
+FIELD_CATALOGUE: dict[str, RequiredField] = {f.name: f for f in (
+    RequiredField("system", "系统", "System", "出问题的系统或服务名称",
+                  "the name of the affected system or service"),
+    RequiredField("impact", "影响范围", "Impact", "受影响的人数或部门",
+                  "how many people or which teams are affected"),
+    RequiredField("steps", "复现步骤", "Steps", "怎样操作会出现这个问题",
+                  "what you did when the problem appeared"),
+    RequiredField("department", "部门", "Department", "您所在的部门", "your department"),
+    RequiredField("phone", "联系电话", "Phone", "方便联系您的电话", "a phone number to reach you"),
+    RequiredField("environment", "环境", "Environment", "操作系统、浏览器或客户端版本",
+                  "operating system, browser or client version"),
+    RequiredField("error", "错误信息", "Error message", "页面或日志中的报错原文",
+                  "the exact error message"),
+    RequiredField("expected", "期望结果", "Expected result", "您期望的结果",
+                  "what you expected to happen"),
+    RequiredField("occurred_at", "发生时间", "Occurred at", "问题首次出现的时间",
+                  "when the problem first appeared"),
+)}
+
+
+@dataclass(frozen=True)
+class Category:
+    """A problem type as the process uses it: where it goes and what it must carry."""
+
+    name: str                        # as stored, e.g. "系统故障"
+    label_en: str                    # e.g. "System failure"
+    team: str                        # the team it is routed to
+    keywords: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()   # field names (FIELD_CATALOGUE keys)
+
+    def label(self, locale: str) -> str:
+        """What a reader of ``locale`` sees: the Chinese name, or the English label."""
+        return self.name if locale.startswith("zh") or not self.label_en else self.label_en
+
+
+def _builtin_categories() -> tuple[Category, ...]:
+    return tuple(Category(name, BUILTIN_LABELS_EN.get(name, name), team, words,
+                          tuple(f.name for f in REQUIRED.get(name, ())))
+                 for name, team, words in CATEGORIES)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Reads requests with the site's tables: ``[[categories]]`` (else the built-in ones) and
+    ``[[systems]]``. Built once per config; every caller (intake, inspect, the workflow, the
+    handlers' ``#type`` command) asks it, so they all agree."""
+
+    categories: tuple[Category, ...]
+    systems: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Reader:
+        if config.categories:
+            cats = tuple(Category(c.name, c.label_en or c.name, c.team, c.keywords, c.required)
+                         for c in config.categories)
+        else:
+            cats = _builtin_categories()
+        return cls(cats, tuple((s.name, s.aliases) for s in config.systems))
+
+    def category(self, name: str | None) -> Category | None:
+        """The category stored under ``name``."""
+        return next((c for c in self.categories if c.name == name), None)
+
+    def lookup(self, text: str) -> Category | None:
+        """A category by its name or English label, as a handler or operator writes it."""
+        wanted = text.strip().casefold()
+        return next((c for c in self.categories
+                     if wanted in (c.name.casefold(), c.label_en.casefold())), None)
+
+    def classify(self, subject: str, text: str) -> Classification:
+        found = classify(subject, text)
+        cat = self.category(found.category)
+        if cat is None:  # a configured table without the built-in name: first keyword wins
+            haystack = f"{subject}\n{text}".lower()
+            cat = next((c for c in self.categories
+                        if any(w.lower() in haystack for w in c.keywords)), self.categories[-1])
+            found = Classification(cat.name, cat.team, found.priority, found.fields,
+                                   f"configured category {cat.name}")
+        return Classification(found.category, cat.team, found.priority, found.fields, found.why)
+
+    def fields(self, text: str) -> dict[str, str]:
+        """The details a text gives (``key: value`` lines and what can be read without a key)."""
+        return extract_fields(text)
+
+    def missing(self, category: str | None, fields: Mapping[str, str]
+                ) -> tuple[RequiredField, ...]:
+        """The required details of ``category`` that ``fields`` do not give."""
+        cat = self.category(category)
+        if cat is None:
+            return ()
+        return tuple(FIELD_CATALOGUE.get(name) or RequiredField(name, name, name, "", "")
+                     for name in cat.required if not fields.get(name))

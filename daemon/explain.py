@@ -426,10 +426,11 @@ def _judge(session: Session, app: App, mail: ParsedMail, raw: bytes) -> _Judgeme
     except Exception as exc:  # intake's safety net quarantines whatever decide() raises
         reason = f"decide failed: {type(exc).__name__}: {exc}"
         return _Judgement(_quarantine_verdict(session, raw, reason))
-    return _from_decision(session, mail, decision)
+    return _from_decision(session, app, mail, decision)
 
 
-def _from_decision(session: Session, mail: ParsedMail, decision: Decision) -> _Judgement:
+def _from_decision(session: Session, app: App, mail: ParsedMail,
+                   decision: Decision) -> _Judgement:
     if decision.action == "duplicate":
         return _Judgement(Verdict("duplicate", number=decision.related_number,
                                   reason=decision.reason))
@@ -449,28 +450,29 @@ def _from_decision(session: Session, mail: ParsedMail, decision: Decision) -> _J
         verdict = Verdict("follow-up", number=thread.number, rule=thread.rule,
                           reason=thread.note, participant=thread.participant,
                           trusted=thread.trusted)
-        return _Judgement(verdict, _existing_ticket(ticket, mail, verdict))
+        return _Judgement(verdict, _existing_ticket(app.reader, ticket, mail, verdict))
     linked = session.get(Ticket, thread.linked_ticket_id) if thread.linked_ticket_id else None
     verdict = Verdict("new", rule=thread.rule, reason=thread.note,
                       participant=thread.participant,
                       linked_number=linked.number if linked else None)
-    return _Judgement(verdict, _new_ticket(mail))
+    return _Judgement(verdict, _new_ticket(app.reader, mail))
 
 
-def _new_ticket(mail: ParsedMail) -> TicketView:
+def _new_ticket(reader: classify.Reader, mail: ParsedMail) -> TicketView:
     """As ``Intake._new_ticket`` classifies (a mailbox's own team would win over ``team``)."""
-    found = classify.classify(mail.subject, mail.new_text or mail.body_text)
+    found = reader.classify(mail.subject, mail.new_text or mail.body_text)
     return TicketView(found.category, found.team, found.priority, dict(found.fields),
-                      classify.missing_fields(found.category, found.fields), found.why)
+                      reader.missing(found.category, found.fields), found.why)
 
 
-def _existing_ticket(ticket: Ticket, mail: ParsedMail, verdict: Verdict) -> TicketView:
+def _existing_ticket(reader: classify.Reader, ticket: Ticket, mail: ParsedMail,
+                     verdict: Verdict) -> TicketView:
     """As ``Intake._merge_fields``: only a trusted participant's reply supplies details."""
-    supplied = classify.extract_fields(mail.new_text) if (
+    supplied = reader.fields(mail.new_text) if (
         verdict.trusted and verdict.participant) else {}
     fields = {**{str(k): str(v) for k, v in ticket.fields.items()}, **supplied}
     return TicketView(ticket.category, ticket.team, ticket.priority, fields,
-                      classify.missing_fields(ticket.category, fields),
+                      reader.missing(ticket.category, fields),
                       f"the existing ticket {ticket.number}", supplied, ticket.status)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from daemon import classify, tickets
+from daemon import tickets
 from daemon.app import App
 from daemon.blobs import BlobStore
 from daemon.errors import Quarantine, TransientError
@@ -344,14 +344,14 @@ class Intake:
         """A participant's reply may supply details ("系统: OA"); a complete ticket that was
         waiting for them goes back to open."""
         now = self.app.clock.now()
-        given = classify.extract_fields(mail.new_text)
+        given = self.app.reader.fields(mail.new_text)
         if given:
             merged = {**ticket.fields, **given}
             tickets.change(session, ticket, at=now, actor=actor, action="fields",
                            detail="details supplied by reply: " + ", ".join(sorted(given)),
                            fields=merged)
         if ticket.status == "need_info":
-            missing = classify.missing_fields(ticket.category, ticket.fields)
+            missing = self.app.reader.missing(ticket.category, ticket.fields)
             if not missing:
                 tickets.change(session, ticket, at=now, actor=actor, action="status",
                                detail="requester supplied the missing details", status="new")
@@ -363,7 +363,7 @@ class Intake:
         now = self.app.clock.now()
         assert mail.from_ is not None
         verdict = decision.verdict
-        found = classify.classify(mail.subject, mail.new_text or mail.body_text)
+        found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text)
         number = allocate(session, self.app.numbers, now)
         own = self.app.config.own_addresses
         cc = [a.email for a in (*mail.to, *mail.cc) if a.email and a.email not in own]
@@ -374,7 +374,7 @@ class Intake:
             team=self.default_team or found.team, fields=found.fields, mailbox=self.origin_mailbox,
             detail=f"ticket opened by mail from {mail.from_.email}; category {found.category} "
                    f"({found.why}), priority {found.priority}")
-        missing = classify.missing_fields(found.category, found.fields)
+        missing = self.app.reader.missing(found.category, found.fields)
         if missing:
             tickets.change(session, ticket, at=now, actor=tickets.SYSTEM, action="status",
                            detail="missing details: " + ", ".join(f.name for f in missing),

@@ -23,7 +23,7 @@ from email.errors import MessageError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from daemon import classify, sla, tickets
+from daemon import sla, tickets
 from daemon.app import App
 from daemon.errors import TemplateError
 from daemon.intake import rules
@@ -64,7 +64,7 @@ class Notify:
             category=ticket.category or "", team=ticket.team or "", assign_within=within,
             assign_by=sla.assign_deadline(ticket.priority, ticket.created_at).astimezone(zone),
         ), [to], *thread)
-        missing = classify.missing_fields(ticket.category, ticket.fields)
+        missing = self.app.reader.missing(ticket.category, ticket.fields)
         if ticket.status != "need_info" or not missing:
             return
         if not self.may_auto_send(session, ticket, to.email, mail):
