@@ -14,6 +14,7 @@ from daemon import db as dbmod
 from daemon.classify import Reader
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
+from daemon.directory import Directory
 from daemon.replies.templates import TemplateStore
 from daemon.ticket_numbers import NumberFormat
 
@@ -45,6 +46,11 @@ class App:
     def reader(self) -> Reader:
         """How requests are read: categories, fields, required details (from the config)."""
         return Reader.from_config(self.config)
+
+    @cached_property
+    def directory(self) -> Directory:
+        """Teams, handlers and leads (from [[teams]])."""
+        return Directory.from_config(self.config)
 
     @cached_property
     def templates(self) -> TemplateStore:

@@ -64,6 +64,19 @@ def _is_address(value: str) -> bool:
     return bool(local) and "." in domain and " " not in value
 
 
+def split_mailbox(value: str) -> tuple[str, str]:
+    """``"王工 <wang@corp.example>"`` or ``"wang@corp.example"`` -> (display name, address)."""
+    text = value.strip()
+    if text.endswith(">") and "<" in text:
+        name, _, rest = text.rpartition("<")
+        return name.strip().strip('"').strip(), rest[:-1].strip().lower()
+    return "", text.lower()
+
+
+def _is_mailbox(value: str) -> bool:
+    return _is_address(split_mailbox(value)[1])
+
+
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,60}")
 # The teams the built-in category table routes to (daemon/classify.py), used when
 # [[categories]] is not configured.
@@ -279,8 +292,9 @@ class TeamConfig:
                                                       lambda v: bool(_NAME.fullmatch(v)))))
     label_zh: str = ""   # what Chinese-writing requesters read, e.g. "运维组"
     label_en: str = ""   # what English-writing requesters read, e.g. "Operations"
+    # Addresses, optionally with a display name: "王工 <wang@corp.example>".
     lead: str = field(default="", metadata=spec(Check("an e-mail address",
-                                                      lambda v: not v or _is_address(v))))
+                                                      lambda v: not v or _is_mailbox(v))))
     members: tuple[str, ...] = ()
     assign: str = field(default="round_robin", metadata=spec(one_of("round_robin",
                                                                     "least_open")))
@@ -476,8 +490,9 @@ def _check_addresses(key: str, values: tuple[str, ...], label: str, where: str) 
     if key not in _ADDRESS_LISTS:
         return
     for value in values:
-        if not _is_address(value):
-            raise ConfigError(f"{where}: {label}: expected e-mail addresses, got {_show(value)}")
+        if not _is_mailbox(value):
+            raise ConfigError(f"{where}: {label}: expected e-mail addresses "
+                              f'("a@corp.example" or "Name <a@corp.example>"), got {_show(value)}')
 
 
 def _cross_checks(config: Config, where: str) -> None:

@@ -8,6 +8,7 @@ The Transient / Permanent split drives retry policy (IMAP, SMTP, database)::
     ├── ConfigError            bad or missing config: file, [section] key, expected vs got (exit 2)
     ├── UsageError             a command line that cannot be carried out as asked (exit 2)
     ├── NotFound               a ticket, template or message named by the user does not exist
+    ├── Refused                the process does not allow a ticket command (exit 2)
     ├── TemplateError          a mail template does not parse, render or check
     ├── TransientError         worth retrying later: connection refused, SMTP 4xx, lock timeout
     │   ├── MailboxUnavailable IMAP server down or connection dropped
@@ -43,6 +44,13 @@ class UsageError(TicketdError):
 
 class NotFound(TicketdError):
     """A ticket, template or message the user named does not exist."""
+
+
+class Refused(TicketdError):
+    """A ticket command the process does not allow: an invalid transition, an address that is
+    not a handler, a priority that does not exist. Nothing was changed."""
+
+    exit_code = 2
 
 
 class TemplateError(TicketdError):

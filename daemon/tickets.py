@@ -120,6 +120,11 @@ def listing(session: Session, status: str | None = None) -> list[Ticket]:
     return list(session.scalars(stmt))
 
 
+def requester_locale(ticket: Ticket) -> str:
+    """The language of mail to the requester: zh-CN for a Chinese writer, else en."""
+    return "zh-CN" if ticket.language == "zh" else "en"
+
+
 def participants(ticket: Ticket) -> frozenset[str]:
     """Addresses allowed to speak on a ticket: requester, copied addresses, handler."""
     people = {ticket.requester_email, *ticket.cc}

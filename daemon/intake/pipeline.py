@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select
@@ -28,12 +28,14 @@ from sqlalchemy.orm import Session
 from daemon import tickets
 from daemon.app import App
 from daemon.blobs import BlobStore
+from daemon.classify import Classification
 from daemon.errors import Quarantine, TransientError
 from daemon.intake import rules
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.sources import RawMail
 from daemon.intake.threader import ThreadVerdict, bounded, thread
+from daemon.intents import MailIntent
 from daemon.models import (
     Attachment,
     IntakeRecord,
@@ -43,7 +45,10 @@ from daemon.models import (
     Suppression,
     Ticket,
 )
+from daemon.replies.notify import Trigger
+from daemon.states import Status
 from daemon.ticket_numbers import allocate
+from daemon.workflow import Process
 
 log = logging.getLogger("ticketd.intake")
 
@@ -93,16 +98,10 @@ class Decision:
 
 
 class Notifier(Protocol):
-    """What intake tells the outgoing-mail side (replies.notify implements it)."""
+    """What intake hands the outgoing-mail side (replies.notify implements it)."""
 
-    def ticket_created(self, session: Session, ticket: Ticket, message: Message,
-                       mail: ParsedMail) -> None: ...
-
-    def follow_up(self, session: Session, ticket: Ticket, message: Message,
-                  mail: ParsedMail) -> None: ...
-
-    def ticket_reopened(self, session: Session, ticket: Ticket, message: Message,
-                        mail: ParsedMail) -> None: ...
+    def deliver(self, session: Session, ticket: Ticket, intents: Sequence[MailIntent],
+                trigger: Trigger | None = None) -> Sequence[object]: ...
 
 
 _TRANSIENT_WORDS = ("locked", "busy", "deadlock", "could not serialize", "timeout",
@@ -216,8 +215,23 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
                         bounced_message_id=original)
     if mail.from_ is None or not mail.from_.email:
         raise Quarantine("no sender address (From, Reply-To and Sender are all missing)")
-    verdict = thread(session, mail, app.numbers, app.config.tickets.stranger_number)
+    verdict = _closed_long_ago(session, app, thread(session, mail, app.numbers,
+                                                    app.config.tickets.stranger_number))
     return Decision(verdict.action, key, digest, body, reason=verdict.note, verdict=verdict)
+
+
+def _closed_long_ago(session: Session, app: App, verdict: ThreadVerdict) -> ThreadVerdict:
+    """A mail to a ticket closed more than [sla] reopen_days ago opens a new, linked one."""
+    if verdict.action != "follow-up" or verdict.ticket_id is None:
+        return verdict
+    ticket = session.get(Ticket, verdict.ticket_id)
+    days = app.config.sla.reopen_days
+    if ticket is None or ticket.status != Status.CLOSED or ticket.closed_at is None or \
+            ticket.closed_at > app.clock.now() - timedelta(days=days):
+        return verdict
+    return ThreadVerdict("new", verdict.rule, linked_ticket_id=ticket.id,
+                         note=f"{ticket.number} was closed more than {days} days ago "
+                              "([sla] reopen_days): a new ticket linked to it")
 
 
 @dataclass
@@ -316,50 +330,36 @@ class Intake:
             tickets.record(session, ticket, at=now, actor=message.from_email,
                            action="follow-up" if verdict.trusted else "follow-up-untrusted",
                            detail=detail)
-            reopened = False
+            intents: list[MailIntent] = []
             if verdict.trusted and verdict.participant:
-                self._merge_fields(session, ticket, mail, message.from_email)
-                if ticket.status == "resolved":
-                    # The resolution mail promises it: a reply reopens (and stops auto-close).
-                    tickets.change(session, ticket, at=now, actor=message.from_email,
-                                   action="reopened", detail="the requester replied to the "
-                                   "resolution", status="reopened")
-                    reopened = True
+                given = self.app.reader.fields(mail.new_text)
+                intents = self._process(now).requester_wrote(session, ticket, message,
+                                                             given=given)
             tickets.touch(ticket, now)
-            if self.notifier is not None:
-                self.notifier.follow_up(session, ticket, message, mail)
-                if reopened:
-                    self.notifier.ticket_reopened(session, ticket, message, mail)
+            if self.notifier is not None and intents:
+                self.notifier.deliver(session, ticket, intents, self._trigger(mail))
             self._log(session, decision, mail, raw, "appended", ticket, verdict.note)
             return IntakeResult("appended", ticket.number, verdict.note, mail.message_id)
-        ticket = self._new_ticket(session, mail, decision)
+        ticket, found = self._new_ticket(session, mail, decision)
         message = self._store_message(session, ticket, mail, raw, decision, "new")
+        session.flush()
+        intents = self._process(now).open(session, ticket, found, first=message)
         if self.notifier is not None:
-            self.notifier.ticket_created(session, ticket, message, mail)
+            self.notifier.deliver(session, ticket, intents, self._trigger(mail))
         self._log(session, decision, mail, raw, "created", ticket, decision.reason)
         return IntakeResult("created", ticket.number, decision.reason, mail.message_id)
 
-    def _merge_fields(self, session: Session, ticket: Ticket, mail: ParsedMail,
-                      actor: str) -> None:
-        """A participant's reply may supply details ("系统: OA"); a complete ticket that was
-        waiting for them goes back to open."""
-        now = self.app.clock.now()
-        given = self.app.reader.fields(mail.new_text)
-        if given:
-            merged = {**ticket.fields, **given}
-            tickets.change(session, ticket, at=now, actor=actor, action="fields",
-                           detail="details supplied by reply: " + ", ".join(sorted(given)),
-                           fields=merged)
-        if ticket.status == "need_info":
-            missing = self.app.reader.missing(ticket.category, ticket.fields)
-            if not missing:
-                tickets.change(session, ticket, at=now, actor=actor, action="status",
-                               detail="requester supplied the missing details", status="new")
-            else:
-                tickets.record(session, ticket, at=now, actor=actor, action="note",
-                               detail="still missing: " + ", ".join(f.name for f in missing))
+    def _process(self, now: datetime) -> Process:
+        return Process(self.app.config, self.app.directory, self.app.reader, now,
+                       dialect=self.app.db.engine.dialect.name)
 
-    def _new_ticket(self, session: Session, mail: ParsedMail, decision: Decision) -> Ticket:
+    def _trigger(self, mail: ParsedMail) -> Trigger:
+        reply_to = mail.reply_to[0] if mail.reply_to else mail.from_
+        return Trigger(mail.message_id, tuple(bounded(mail.references)), reply_to,
+                       rules.is_auto_sender(mail, rule_context(self.app)))
+
+    def _new_ticket(self, session: Session, mail: ParsedMail,
+                    decision: Decision) -> tuple[Ticket, Classification]:
         now = self.app.clock.now()
         assert mail.from_ is not None
         verdict = decision.verdict
@@ -374,11 +374,6 @@ class Intake:
             team=self.default_team or found.team, fields=found.fields, mailbox=self.origin_mailbox,
             detail=f"ticket opened by mail from {mail.from_.email}; category {found.category} "
                    f"({found.why}), priority {found.priority}")
-        missing = self.app.reader.missing(found.category, found.fields)
-        if missing:
-            tickets.change(session, ticket, at=now, actor=tickets.SYSTEM, action="status",
-                           detail="missing details: " + ", ".join(f.name for f in missing),
-                           status="need_info")
         if verdict is not None and verdict.linked_ticket_id is not None:
             ticket.linked_ticket_id = verdict.linked_ticket_id
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="linked",
@@ -386,7 +381,7 @@ class Intake:
         elif decision.reason:
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="note",
                            detail=decision.reason)
-        return ticket
+        return ticket, found
 
     def _store_message(self, session: Session, ticket: Ticket, mail: ParsedMail, raw: RawMail,
                        decision: Decision, kind: str, trusted: bool = True) -> Message:

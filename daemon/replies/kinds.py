@@ -39,6 +39,15 @@ class AttachmentInfo:
     content_type: str  # lower-case "type/subtype", e.g. "image/png"
 
 
+@dataclass(frozen=True)
+class CommandOutcome:
+    """One command of a handler's mail and what became of it (command_result mail)."""
+
+    command: str  # the command line as written, e.g. "#priority P1"
+    applied: bool  # True: done; False: refused (and then no command of the mail was applied)
+    message: str  # what it did, or why it was refused
+
+
 @dataclass(frozen=True, kw_only=True)
 class MailKind:
     """Fields every mail receives."""
@@ -60,10 +69,12 @@ class Acceptance(MailKind):
 
     requester_name: str  # how to greet the requester ("" when unknown)
     priority: str  # "P0" .. "P3"
-    category: str  # problem type, e.g. "功能异常"
-    team: str  # the team the ticket is routed to
+    category: str  # problem type in the reader's language, e.g. "功能异常" / "Functional issue"
+    team: str  # the team's name as requesters read it, e.g. "运维组" / "Operations"
     assign_within: timedelta  # the assignment target of this priority (15 min .. 2 h)
     assign_by: datetime  # a handler is assigned by then; local time, format with `datetime`
+    handler_name: str | None = None  # the handler already assigned; None: assigned later
+    missing: tuple[MissingDetail, ...] = ()  # details still needed (a P0 is never held)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,8 +84,11 @@ class NeedInfo(MailKind):
     kind: ClassVar[str] = "need_info"
 
     requester_name: str  # how to greet the requester ("" when unknown)
-    category: str  # problem type the missing details belong to
+    category: str  # problem type the missing details belong to (in the reader's language)
     missing: tuple[MissingDetail, ...]  # each missing detail: .label and .hint
+    acknowledge: bool = False  # True: the first mail about a new ticket (say it was received)
+    question: str = ""  # the handler's own question ("" when only fields are missing)
+    reminder: bool = False  # True: the reminder after [sla] need_info_reply_hours
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +106,8 @@ class Assigned(MailKind):
     text: str  # the requester's own words (quoted history removed)
     attachments: tuple[AttachmentInfo, ...]  # each: .filename, .size, .content_type
     deadline: datetime  # when the running SLA deadline expires; local time
+    co_handlers: tuple[str, ...] = ()  # addresses copied on the ticket besides the main handler
+    assigned_by: str = ""  # who assigned it ("" = automatic routing)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,13 +135,14 @@ class Resolution(MailKind):
 
 @dataclass(frozen=True, kw_only=True)
 class Reopened(MailKind):
-    """To the requester: their reply reopened a resolved ticket."""
+    """To the handler: the requester (or a handler) reopened a resolved or closed ticket."""
 
     kind: ClassVar[str] = "reopened"
 
-    requester_name: str  # how to greet the requester ("" when unknown)
-    handler_name: str | None  # who takes it up again; None when it awaits assignment
-    reason: str  # what the requester wrote when reopening ("" when nothing)
+    handler_name: str  # how to greet the handler
+    requester: Address  # .name and .email of the requester
+    reopened_by: str  # who reopened it (the requester's or a handler's address)
+    reason: str  # what was written when reopening ("" when nothing)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,11 +169,38 @@ class SlaBreach(MailKind):
     deadline: datetime  # the deadline that passed; local time
     late_by: timedelta  # how late it is now; format with `duration`
     handler_name: str | None  # the current handler; None when still unassigned
+    reason: str = ""  # why a handler escalated it ("" for a missed deadline)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Update(MailKind):
+    """To the handlers: the requester wrote again (their text and attachments)."""
+
+    kind: ClassVar[str] = "update"
+
+    handler_name: str  # how to greet the main handler
+    requester: Address  # .name and .email of the requester
+    text: str  # the requester's new text (quoted history removed)
+    attachments: tuple[AttachmentInfo, ...]  # the files attached to this mail
+    status: str  # the ticket's status after the mail, e.g. "in_progress"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandResult(MailKind):
+    """To a handler: what the commands of their mail did."""
+
+    kind: ClassVar[str] = "command_result"
+
+    handler_name: str  # how to greet the handler
+    results: tuple[CommandOutcome, ...]  # each: .command, .applied, .message
+    applied: bool  # True: every command was applied; False: none was
+    note_kept: bool  # True: the mail's text was kept as an internal note, not relayed
 
 
 KINDS: dict[str, type[MailKind]] = {
     cls.kind: cls
-    for cls in (Acceptance, NeedInfo, Assigned, Reply, Resolution, Reopened, Closed, SlaBreach)
+    for cls in (Acceptance, NeedInfo, Assigned, Reply, Resolution, Reopened, Closed, SlaBreach,
+                Update, CommandResult)
 }
 
 
@@ -206,7 +250,7 @@ def sample(kind: str, locale: str) -> MailKind:
     }
     overrides = (_ZH_BY_KIND if zh else _EN_BY_KIND).get(kind, {})
     for name in variables_of(kind) - arguments.keys():
-        arguments[name] = overrides.get(name, values[name])
+        arguments[name] = overrides[name] if name in overrides else values[name]
     return cls(**arguments)
 
 
@@ -251,6 +295,19 @@ _ZH: dict[str, object] = {
     "reopen_days": 7,
     "reason": "今天下午又出现了同样的问题，导出按钮还是没有反应。",
     "auto_closed": False,
+    "acknowledge": True,
+    "question": "",
+    "reminder": False,
+    "co_handlers": ("zhao.min@example.com",),
+    "assigned_by": "",
+    "reopened_by": "zhang.wei@example.com",
+    "status": "in_progress",
+    "applied": True,
+    "note_kept": False,
+    "results": (
+        CommandOutcome("#优先级 P1", True, "优先级 P2 -> P1，指派期限重新计算"),
+        CommandOutcome("#解决", True, "工单已解决，处理结果已发给提单人"),
+    ),
 }
 
 _EN: dict[str, object] = {
@@ -295,10 +352,26 @@ _EN: dict[str, object] = {
     "reopen_days": 7,
     "reason": "It happened again this afternoon: the export button does nothing.",
     "auto_closed": False,
+    "acknowledge": True,
+    "question": "",
+    "reminder": False,
+    "co_handlers": ("min.zhao@example.com",),
+    "assigned_by": "",
+    "reopened_by": "emily.carter@example.com",
+    "status": "in_progress",
+    "applied": True,
+    "note_kept": False,
+    "results": (
+        CommandOutcome("#priority P1", True, "priority P2 -> P1, assignment deadline "
+                                             "recomputed"),
+        CommandOutcome("#resolve", True, "ticket resolved; the resolution went to the "
+                                         "requester"),
+    ),
 }
 
 # Where one kind's variable means something else than the same name elsewhere
 _ZH_BY_KIND: dict[str, dict[str, object]] = {
+    "acceptance": {"handler_name": None, "missing": ()},
     "reply": {
         "text": (
             "张伟您好，\n\n"
@@ -310,6 +383,7 @@ _ZH_BY_KIND: dict[str, dict[str, object]] = {
 }
 
 _EN_BY_KIND: dict[str, dict[str, object]] = {
+    "acceptance": {"handler_name": None, "missing": ()},
     "reply": {
         "text": (
             "Hi Emily,\n\n"

@@ -1,103 +1,152 @@
-"""Which mail goes out for which event, and when no automatic mail may go at all.
+"""Turns the mails a change implies into queued outgoing mail, and decides when none may go.
 
-Intake calls :class:`Notify` inside its transaction; every mail is rendered, composed and
-queued in the outbox right there, so it commits (or rolls back) with the ticket change.
+The process (:mod:`daemon.workflow`) returns :class:`~daemon.workflow.MailIntent` values; the
+act layer (intake, a command) hands them to :meth:`Notify.deliver` inside its transaction. Each
+intent is rendered, composed and queued in the outbox right there, so it commits (or rolls
+back) with the ticket change.
 
-No automatic mail ever goes to: an auto-responder, bounce or list (intake already stops those,
-and :func:`~daemon.intake.rules.is_auto_sender` catches the rest, e.g. a foreign X-Loop), one of
-our own addresses, an address that bounced permanently within ``[mail] bounce_hold_hours``, or
-an address that already got ``[mail] auto_reply_limit`` automatic mails in the last hour (the
-loop brake). Each of those decisions is written on the ticket's event log.
+No automatic mail ever goes to: an automatic sender (intake tells us through the
+:class:`Trigger`), one of our own addresses, an address that bounced permanently within
+``[mail] bounce_hold_hours``, or a mailbox that already got ``[mail] auto_reply_limit``
+automatic mails in the last hour (the loop brake, counted per normalised mailbox, so
+``victim+1@`` and ``victim+2@`` count as one). Each such decision is written on the ticket's
+event log.
 
-Locale: a requester who wrote in Chinese gets zh-CN, one who wrote in English gets en; mail to
-handlers and team leads uses the configured default locale.
+Threading: a mail to the requester answers the mail that caused it (or the requester's last
+mail); a mail to a handler answers the last mail of that conversation, so each person's mail
+client shows one thread per ticket.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from email.errors import MessageError
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from daemon import sla, tickets
+from daemon import tickets
+from daemon.addresses import Address, normalize
 from daemon.app import App
+from daemon.blobs import BlobStore
 from daemon.errors import TemplateError
-from daemon.intake import rules
-from daemon.intake.parsed import Address, ParsedMail
-from daemon.intake.pipeline import rule_context
-from daemon.models import Message, OutboxMail, Suppression, Ticket
+from daemon.intents import MailIntent
+from daemon.models import Attachment, OutboxMail, Suppression, Ticket
 from daemon.replies import kinds
-from daemon.replies.compose import compose, make_message_id
+from daemon.replies.compose import OutgoingAttachment, compose, make_message_id
 from daemon.replies.outbox import enqueue
 
 log = logging.getLogger("ticketd.notify")
 
+requester_locale = tickets.requester_locale
 
-def requester_locale(ticket: Ticket) -> str:
-    return "zh-CN" if ticket.language == "zh" else "en"
+__all__ = ["Notify", "Trigger", "requester_locale"]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The incoming mail that caused a change: answers thread onto it."""
+
+    message_id: str | None
+    references: tuple[str, ...] = ()
+    reply_to: Address | None = None   # where its author wants answers (Reply-To / From)
+    auto_sender: bool = False         # intake judged the sender an automatic sender
 
 
 class Notify:
-    """The outgoing side of intake (implements the pipeline's Notifier protocol)."""
+    """The outgoing side of the process (implements the pipeline's Notifier protocol)."""
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self._blobs = BlobStore(app.attachments_dir)
 
-    # ---------------------------------------------------------------- events
+    # ---------------------------------------------------------------- intents -> outbox
 
-    def ticket_created(self, session: Session, ticket: Ticket, message: Message,
-                       mail: ParsedMail) -> None:
-        to = self._reply_address(mail)
-        if to is None or not self.may_auto_send(session, ticket, to.email, mail):
-            return
-        locale = requester_locale(ticket)
+    def deliver(self, session: Session, ticket: Ticket, intents: Sequence[MailIntent],
+                trigger: Trigger | None = None) -> list[OutboxMail]:
+        """Queue every intent's mail (those that policy allows); returns the rows queued."""
+        rows = []
+        for intent in intents:
+            row = self._deliver_one(session, ticket, intent, trigger)
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    def _deliver_one(self, session: Session, ticket: Ticket, intent: MailIntent,
+                     trigger: Trigger | None) -> OutboxMail | None:
+        to = list(intent.to)
+        if intent.to_requester and trigger is not None and trigger.reply_to is not None \
+                and to and to[0].email == ticket.requester_email:
+            to[0] = trigger.reply_to
+        auto_sender = bool(intent.to_requester and trigger is not None and trigger.auto_sender)
+        own = self.app.config.own_addresses
+        if intent.automatic:
+            to = [a for a in to if self.may_auto_send(session, ticket, a.email,
+                                                      auto_sender=auto_sender)]
+        else:
+            to = [a for a in to if a.email.lower() not in own]
+        if not to:
+            return None
+        taken = {a.email.lower() for a in to}
+        cc = []
+        for person in intent.cc:
+            email = person.email.lower()
+            if email in taken or email in own:
+                continue
+            if intent.automatic and self.suppression_reason(session, email) is not None:
+                continue
+            taken.add(email)
+            cc.append(person)
+        in_reply_to, references = self._thread(ticket, to[0].email, intent, trigger)
+        obj = self._kind(ticket, intent)
+        return self.send(session, ticket, obj, to, in_reply_to, references, cc=cc,
+                         automatic=intent.automatic, sender_name=intent.sender_name,
+                         attachment_ids=intent.attachment_ids)
+
+    def _kind(self, ticket: Ticket, intent: MailIntent) -> kinds.MailKind:
+        values: dict[str, Any] = dict(intent.values)
+        if "missing" in values:
+            values["missing"] = tuple(kinds.MissingDetail(label, hint)
+                                      for label, hint in values["missing"])
+        if "attachments" in values and intent.attachment_ids:
+            values["attachments"] = self._attachment_infos(ticket, intent.attachment_ids)
         zone = self.app.config.support.zone
-        within = sla.assign_within(ticket.priority)
-        base = self._base(ticket, locale)
-        thread = self._thread_of(mail)
-        self.send(session, ticket, kinds.Acceptance(
-            **base, requester_name=ticket.requester_name, priority=ticket.priority,
-            category=ticket.category or "", team=ticket.team or "", assign_within=within,
-            assign_by=sla.assign_deadline(ticket.priority, ticket.created_at).astimezone(zone),
-        ), [to], *thread)
-        missing = self.app.reader.missing(ticket.category, ticket.fields)
-        if ticket.status != "need_info" or not missing:
-            return
-        if not self.may_auto_send(session, ticket, to.email, mail):
-            return
-        zh = locale == "zh-CN"
-        self.send(session, ticket, kinds.NeedInfo(
-            **base, requester_name=ticket.requester_name, category=ticket.category or "",
-            missing=tuple(kinds.MissingDetail(label=f.label_zh if zh else f.label_en,
-                                              hint=f.hint_zh if zh else f.hint_en)
-                          for f in missing),
-        ), [to], *thread)
+        for key in ("assign_by", "deadline"):
+            if key in values and values[key] is not None:
+                values[key] = values[key].astimezone(zone)
+        cls = kinds.kind_class(intent.kind)
+        return cls(**self._base(ticket, intent.locale), **values)
 
-    def follow_up(self, session: Session, ticket: Ticket, message: Message,
-                  mail: ParsedMail) -> None:
-        """A requester's follow-up gets no automatic mail (handlers are told separately)."""
+    def _attachment_infos(self, ticket: Ticket, ids: Sequence[int]
+                          ) -> tuple[kinds.AttachmentInfo, ...]:
+        found = {a.id: a for m in ticket.messages for a in m.attachments}
+        return tuple(kinds.AttachmentInfo(found[i].safe_filename, found[i].size,
+                                          found[i].content_type) for i in ids if i in found)
 
-    def ticket_reopened(self, session: Session, ticket: Ticket, message: Message,
-                        mail: ParsedMail) -> None:
-        """Tell the requester their reply reopened the ticket (an automatic mail)."""
-        to = self._reply_address(mail)
-        if to is None or not self.may_auto_send(session, ticket, to.email, mail):
-            return
-        locale = requester_locale(ticket)
-        self.send(session, ticket, kinds.Reopened(
-            **self._base(ticket, locale), requester_name=ticket.requester_name,
-            handler_name=ticket.handler, reason=mail.new_text.strip()[:2000],
-        ), [to], *self._thread_of(mail))
+    def _thread(self, ticket: Ticket, recipient: str, intent: MailIntent,
+                trigger: Trigger | None) -> tuple[str | None, tuple[str, ...]]:
+        if intent.to_requester and trigger is not None and trigger.message_id:
+            return trigger.message_id, (*trigger.references, trigger.message_id)
+        recipient = recipient.lower()
+        for message in reversed(ticket.messages):
+            if not message.message_id:
+                continue
+            mine = message.from_email.lower() == recipient if message.direction == "in" \
+                else any(str(r.get("email", "")).lower() == recipient for r in message.to)
+            if mine:
+                return message.message_id, (*message.references, message.message_id)
+        return None, ()
 
     # ---------------------------------------------------------------- policy
 
-    def may_auto_send(self, session: Session, ticket: Ticket, address: str,
-                      mail: ParsedMail | None = None) -> bool:
-        reason = self.suppression_reason(session, address, mail)
+    def may_auto_send(self, session: Session, ticket: Ticket, address: str, *,
+                      auto_sender: bool = False) -> bool:
+        reason = "the sender is an automatic sender" if auto_sender else \
+            self.suppression_reason(session, address)
         if reason is None:
             return True
         tickets.record(session, ticket, at=self.app.clock.now(), actor=tickets.SYSTEM,
@@ -106,25 +155,23 @@ class Notify:
         log.info("%s: no automatic mail to %s: %s", ticket.number, address, reason)
         return False
 
-    def suppression_reason(self, session: Session, address: str,
-                           mail: ParsedMail | None = None) -> str | None:
+    def suppression_reason(self, session: Session, address: str) -> str | None:
         cfg = self.app.config
         now = self.app.clock.now()
         address = address.lower()
         if address in cfg.own_addresses:
             return "it is our own address"
-        if mail is not None and rules.is_auto_sender(mail, rule_context(self.app)):
-            return "the sender is an automatic sender"
         held = session.scalars(select(Suppression).where(
             Suppression.address == address, Suppression.until > now)).first()
         if held is not None:
             return (f"it bounced permanently ({held.reason}); "
                     f"held until {held.until:%Y-%m-%d %H:%M} UTC")
+        mailbox = normalize(address)
         recent = session.scalar(select(func.count()).select_from(OutboxMail).where(
-            OutboxMail.primary_recipient == address, OutboxMail.automatic.is_(True),
+            OutboxMail.primary_recipient == mailbox, OutboxMail.automatic.is_(True),
             OutboxMail.created_at > now - timedelta(hours=1))) or 0
         if recent >= cfg.mail.auto_reply_limit:
-            return (f"loop brake: {recent} automatic mails in the last hour "
+            return (f"loop brake: {recent} automatic mails to {mailbox} in the last hour "
                     f"(limit [mail] auto_reply_limit = {cfg.mail.auto_reply_limit})")
         return None
 
@@ -132,7 +179,9 @@ class Notify:
 
     def send(self, session: Session, ticket: Ticket, obj: kinds.MailKind, to: Sequence[Address],
              in_reply_to: str | None, references: Sequence[str], *,
-             automatic: bool = True) -> OutboxMail | None:
+             cc: Sequence[Address] = (), automatic: bool = True,
+             sender_name: str | None = None,
+             attachment_ids: Sequence[int] = ()) -> OutboxMail | None:
         """Render, compose and queue one mail; a template failure is logged, never raised."""
         cfg = self.app.config
         try:
@@ -145,39 +194,39 @@ class Notify:
         message_id, _token = make_message_id(cfg.support.domain)
         now = self.app.clock.now()
         try:
-            msg = compose(rendered, sender=Address(cfg.support.name, cfg.support.address),
-                          to=to, message_id=message_id, in_reply_to=in_reply_to,
+            msg = compose(rendered, sender=Address(sender_name or cfg.support.name,
+                                                   cfg.support.address),
+                          to=to, cc=cc, message_id=message_id, in_reply_to=in_reply_to,
                           references=references, date=now, auto_submitted=automatic,
-                          loop_header=(cfg.mail.loop_header, cfg.support.address))
-        except (ValueError, MessageError) as exc:
+                          loop_header=(cfg.mail.loop_header, cfg.support.address),
+                          attachments=self._files(session, attachment_ids))
+        except (ValueError, MessageError, OSError) as exc:
             # e.g. a non-ASCII address: the ticket stands, the mail is recorded as not sent.
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
                            action="mail-failed", detail=f"{obj.kind} mail not sent: {exc}")
             log.error("%s: %s mail not composed: %s", ticket.number, obj.kind, exc)
             return None
+        everyone = [a.email for a in (*to, *cc)]
         row = enqueue(session, ticket=ticket, kind=obj.kind, msg=msg,
-                      recipients=[a.email for a in to], text=rendered.text, html=rendered.html,
+                      recipients=everyone, text=rendered.text, html=rendered.html,
                       at=now, automatic=automatic)
         tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="mail-queued",
-                       detail=f"{obj.kind} mail to {', '.join(a.email for a in to)} "
-                              f"({message_id})")
+                       detail=f"{obj.kind} mail to {', '.join(a.email for a in to)}"
+                              + (f", cc {', '.join(a.email for a in cc)}" if cc else "")
+                              + f" ({message_id})")
         return row
+
+    def _files(self, session: Session, ids: Sequence[int]) -> list[OutgoingAttachment]:
+        if not ids:
+            return []
+        rows = session.scalars(select(Attachment).where(Attachment.id.in_(ids))
+                               .order_by(Attachment.id))
+        return [OutgoingAttachment(a.safe_filename or a.filename, a.content_type,
+                                   self._blobs.get(a.sha256)) for a in rows
+                if a.skipped is None and a.sha256 in self._blobs]
 
     def _base(self, ticket: Ticket, locale: str) -> dict[str, str]:
         cfg = self.app.config.support
         return {"number": ticket.number, "subject": ticket.subject, "support_name": cfg.name,
                 "support_address": cfg.address, "locale": locale}
-
-    @staticmethod
-    def _reply_address(mail: ParsedMail) -> Address | None:
-        if mail.reply_to:
-            return mail.reply_to[0]
-        return mail.from_
-
-    @staticmethod
-    def _thread_of(mail: ParsedMail) -> tuple[str | None, tuple[str, ...]]:
-        refs = tuple(mail.references)
-        if mail.message_id:
-            refs = (*refs, mail.message_id)
-        return mail.message_id, refs
 

@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from daemon import tickets
+from daemon.addresses import normalize
 from daemon.app import App
 from daemon.errors import TransportPermanent, TransportTemporary
 from daemon.models import Message, OutboxMail, Ticket
@@ -71,7 +72,7 @@ def enqueue(session: Session, *, ticket: Ticket | None, kind: str, msg: EmailMes
     raw = to_bytes(msg)
     row = OutboxMail(ticket_id=ticket.id if ticket else None, kind=kind,
                      message_id=message_id, sender=_addr_spec(str(msg["From"])),
-                     recipients=recipients, primary_recipient=recipients[0].lower(),
+                     recipients=recipients, primary_recipient=normalize(recipients[0]),
                      subject=str(msg["Subject"]), raw=raw,
                      automatic=automatic, status="queued", attempts=0, next_attempt_at=at,
                      created_at=at)

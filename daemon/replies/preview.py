@@ -17,7 +17,7 @@ from daemon.app import App
 from daemon.models import Ticket
 from daemon.replies import kinds
 from daemon.replies.compose import compose, make_message_id
-from daemon.replies.notify import requester_locale
+from daemon.tickets import requester_locale
 
 
 def _from_ticket(app: App, ticket: Ticket, kind: str, locale: str) -> kinds.MailKind:

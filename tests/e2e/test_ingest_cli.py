@@ -259,7 +259,7 @@ def test_tickets_show_json_after_ingest(ticketd: Run, site: Path) -> None:
         "filename": "报表.pdf", "content_type": "application/pdf", "size": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(), "skipped": None}]
     assert [(e["action"], e["actor"]) for e in shown["events"]] == [
-        ("created", "zhang.san@corp.example"), ("mail-queued", "ticketd")]
+        ("created", "zhang.san@corp.example"), ("routing", "ticketd"), ("mail-queued", "ticketd")]
     assert shown["events"][0]["detail"] == (
         "ticket opened by mail from zhang.san@corp.example; category 技术咨询 "
         "(keyword '请问'), priority P3")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.errors import NotFound, TransientError
 from daemon.intake import quarantine
-from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake, IntakeResult, content_hash
 from daemon.intake.sources import RawMail
+from daemon.intents import MailIntent
 from daemon.models import (
     Attachment,
     Event,
@@ -37,7 +37,7 @@ from daemon.models import (
     Ticket,
     TicketCounter,
 )
-from daemon.replies.notify import Notify
+from daemon.replies.notify import Notify, Trigger
 from tests import messages
 from tests.conftest import make_config
 
@@ -67,27 +67,20 @@ def app_with(tmp_path: Path, database_url: str, clock: FixedClock) -> Iterator[C
 
 
 class FlakyNotifier:
-    """The real Notify, except that ticket_created fails after queuing its mail, ``failures``
+    """The real Notify, except that deliver fails after queuing its mail, ``failures``
     times; the mail it queued must vanish with the rest of the transaction."""
 
     def __init__(self, app: App, failures: int = 1) -> None:
         self.real = Notify(app)
         self.failures = failures
 
-    def ticket_created(self, session: Session, ticket: Ticket, message: Message,
-                       mail: ParsedMail) -> None:
-        self.real.ticket_created(session, ticket, message, mail)
+    def deliver(self, session: Session, ticket: Ticket, intents: Sequence[MailIntent],
+                trigger: Trigger | None = None) -> Sequence[object]:
+        rows = self.real.deliver(session, ticket, intents, trigger)
         if self.failures:
             self.failures -= 1
             raise RuntimeError("template store unreachable")
-
-    def follow_up(self, session: Session, ticket: Ticket, message: Message,
-                  mail: ParsedMail) -> None:
-        self.real.follow_up(session, ticket, message, mail)
-
-    def ticket_reopened(self, session: Session, ticket: Ticket, message: Message,
-                        mail: ParsedMail) -> None:
-        self.real.ticket_reopened(session, ticket, message, mail)
+        return rows
 
 
 def feed(intake: Intake, raw: bytes, origin: str = "test") -> IntakeResult:
@@ -295,7 +288,9 @@ def test_a_number_that_names_no_ticket_opens_a_new_one_and_says_so(app: App) -> 
     assert count(app, Ticket) == 1
     with app.db.transaction() as s:
         assert tickets.find(s, "TS20231020000099") is None
-    assert events_of(app, FIRST)[1:] == [("note", "ticketd", note)]
+    assert events_of(app, FIRST)[1:3] == [
+        ("note", "ticketd", note),
+        ("routing", "ticketd", "team ops has no members: waiting for its lead to assign")]
 
 
 def test_stranger_using_a_real_number_gets_a_linked_ticket(app: App) -> None:
@@ -309,7 +304,7 @@ def test_stranger_using_a_real_number_gets_a_linked_ticket(app: App) -> None:
     first, second = ticket_row(app, FIRST), ticket_row(app, SECOND)
     assert second["linked_ticket_id"] == first["id"]
     assert second["requester"] == "mallory@evil.example"
-    assert actions_of(app, SECOND) == ["created", "linked"]
+    assert actions_of(app, SECOND) == ["created", "linked", "routing"]
     assert events_of(app, SECOND)[1] == ("linked", "ticketd", note)
     assert len(first["messages"]) == 1
     assert first["fields"] == {"system": "打印服务"}
@@ -749,20 +744,24 @@ def test_size_limits_record_skipped_attachments_without_storing_them(
 def test_a_new_ticket_queues_one_acceptance_and_a_follow_up_nothing(app: App) -> None:
     intake = Intake(app, notifier=Notify(app))
     first_ticket(intake)
-    assert outbox(app) == [("acceptance", ["zhang.san@corp.example"], ticket_row(app, FIRST)["id"])]
-    assert actions_of(app, FIRST) == ["created", "mail-queued"]
-    assert ticket_row(app, FIRST)["status"] == "new"
+    # The person the requester copied is copied on the acceptance ([tickets] copy_cc).
+    assert outbox(app) == [("acceptance", ["zhang.san@corp.example", "li@corp.example"],
+                            ticket_row(app, FIRST)["id"])]
+    assert actions_of(app, FIRST) == ["created", "routing", "mail-queued"]
+    assert ticket_row(app, FIRST)["status"] == "new"  # team ops has no members here
 
+    # Nobody handles it yet, so a follow-up goes to nobody.
     feed(intake, messages.mail(subject=f"Re: [{FIRST}] 打印机无法打印", body="补充一下。\n"))
     assert len(outbox(app)) == 1
-    assert actions_of(app, FIRST) == ["created", "mail-queued", "follow-up"]
+    assert actions_of(app, FIRST) == ["created", "routing", "mail-queued", "follow-up"]
 
 
 def test_missing_details_are_asked_for_and_a_reply_supplies_them(app: App) -> None:
     intake = Intake(app, notifier=Notify(app))
     feed(intake, messages.mail(subject="导出报表报错", body="点击导出以后页面报错。\n",
                                message_id="<export@client.example>"))
-    assert [kind for kind, _, _ in outbox(app)] == ["acceptance", "need_info"]
+    # ONE mail that both acknowledges the ticket and asks for the details.
+    assert [kind for kind, _, _ in outbox(app)] == ["need_info"]
     assert ticket_row(app, FIRST)["status"] == "need_info"
     assert events_of(app, FIRST)[1] == ("status", "ticketd", "missing details: system, steps")
 
@@ -773,14 +772,16 @@ def test_missing_details_are_asked_for_and_a_reply_supplies_them(app: App) -> No
     row = ticket_row(app, FIRST)
     assert (row["status"], row["fields"]) == ("new", {"system": "OA", "steps": "点击导出"})
     with app.db.transaction() as s:
-        last = tickets.get(s, FIRST).events[-3:]
-        assert [(e.action, e.detail, e.before, e.after) for e in last] == [
+        last = tickets.get(s, FIRST).events[-5:]
+        assert [(e.action, e.detail, e.before, e.after) for e in last][:3] == [
             ("follow-up", f"subject: reply from {ZHANG}", None, None),
             ("fields", "details supplied by reply: steps, system", {"fields": {}},
              {"fields": {"system": "OA", "steps": "点击导出"}}),
-            ("status", "requester supplied the missing details", {"status": "need_info"},
+            ("status", "the requester supplied the missing details", {"status": "need_info"},
              {"status": "new"})]
-    assert len(outbox(app)) == 2
+        assert [e.action for e in last[3:]] == ["routing", "mail-queued"]
+    # The requester is told the ticket now goes ahead.
+    assert [kind for kind, _, _ in outbox(app)] == ["need_info", "acceptance"]
 
 
 def test_a_reply_with_part_of_the_details_keeps_need_info(app: App) -> None:
@@ -789,8 +790,10 @@ def test_a_reply_with_part_of_the_details_keeps_need_info(app: App) -> None:
     feed(intake, messages.mail(subject=f"回复: [{FIRST}] 导出报表报错", body="系统: OA\n"))
     row = ticket_row(app, FIRST)
     assert (row["status"], row["fields"]) == ("need_info", {"system": "OA"})
-    assert events_of(app, FIRST)[-1] == ("note", "zhang.san@corp.example",
+    assert events_of(app, FIRST)[-2] == ("note", "zhang.san@corp.example",
                                          "still missing: steps")
+    # One more need_info naming only what is still missing.
+    assert [kind for kind, _, _ in outbox(app)] == ["need_info", "need_info"]
 
 
 def test_the_loop_brake_holds_back_acceptances_for_an_hour(app: App, clock: FixedClock) -> None:
@@ -801,15 +804,15 @@ def test_the_loop_brake_holds_back_acceptances_for_an_hour(app: App, clock: Fixe
     assert numbers == [f"TS2023102700000{i}" for i in range(1, 8)]
     assert len(outbox(app)) == 5
     for number in numbers[5:]:
-        assert actions_of(app, number) == ["created", "mail-suppressed"]
+        assert actions_of(app, number) == ["created", "routing", "mail-suppressed"]
         assert events_of(app, number)[-1][2] == (
-            "no automatic mail to loop@corp.example: loop brake: 5 automatic mails in the last "
-            "hour (limit [mail] auto_reply_limit = 5)")
+            "no automatic mail to loop@corp.example: loop brake: 5 automatic mails to "
+            "loop@corp.example in the last hour (limit [mail] auto_reply_limit = 5)")
     # Somebody else is not held back meanwhile.
     feed(intake, messages.mail(sender="other@corp.example", subject="请问打印机"))
     assert len(outbox(app)) == 6
 
     clock.advance(timedelta(hours=2))
     later = feed(intake, messages.mail(sender="loop@corp.example", subject="请问 8"))
-    assert actions_of(app, later.number or "") == ["created", "mail-queued"]
+    assert actions_of(app, later.number or "") == ["created", "routing", "mail-queued"]
     assert outbox(app)[-1][:2] == ("acceptance", ["loop@corp.example"])

@@ -17,10 +17,10 @@ COMMON = {"number", "subject", "support_name", "support_address", "locale"}
 ALL_KINDS = sorted(KINDS)
 
 
-def test_the_eight_kinds() -> None:
+def test_the_ten_kinds() -> None:
     assert set(KINDS) == {
         "acceptance", "need_info", "assigned", "reply",
-        "resolution", "reopened", "closed", "sla_breach",
+        "resolution", "reopened", "closed", "sla_breach", "update", "command_result",
     }
     for name, cls in KINDS.items():
         assert cls.kind == name
@@ -40,7 +40,7 @@ def test_every_kind_is_frozen_and_has_the_common_fields(kind: str) -> None:
 def test_variables_of_is_exactly_the_fields() -> None:
     assert variables_of("reply") == COMMON | {"requester_name", "handler_name", "text"}
     assert variables_of("sla_breach") == COMMON | {
-        "lead_name", "priority", "team", "deadline", "late_by", "handler_name",
+        "lead_name", "priority", "team", "deadline", "late_by", "handler_name", "reason",
     }
     assert variables_of("assigned") >= {"requester", "fields", "attachments", "deadline"}
 

@@ -1,0 +1,64 @@
+"""Which handler of a team gets a new ticket: ``round_robin`` or ``least_open``.
+
+Deciding only, plus the one row round robin needs (``team_rotation``: who got the team's last
+ticket), written in the caller's transaction. On PostgreSQL that row is locked while a choice is
+made, so two instances assigning at once still take turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.addresses import Address
+from daemon.directory import Team
+from daemon.models import TeamRotation, Ticket
+from daemon.states import WORKING_STATES
+
+
+@dataclass(frozen=True)
+class Assignment:
+    team: str
+    handler: Address | None    # None: the team has no members; the lead assigns by hand
+    why: str
+
+
+def choose(session: Session, team: Team, at: datetime, *, dialect: str) -> Assignment:
+    """Pick the main handler for a new ticket of ``team`` and remember the turn."""
+    if not team.members:
+        return Assignment(team.name, None, f"team {team.name} has no members: waiting for "
+                                           "its lead to assign")
+    if team.assign == "least_open":
+        return _least_open(session, team)
+    return _round_robin(session, team, at, dialect)
+
+
+def _least_open(session: Session, team: Team) -> Assignment:
+    emails = [m.email for m in team.members]
+    counts = dict(session.execute(
+        select(Ticket.handler, func.count()).where(
+            Ticket.handler.in_(emails), Ticket.status.in_([s.value for s in WORKING_STATES]))
+        .group_by(Ticket.handler)).all())
+    best = min(team.members, key=lambda m: (counts.get(m.email, 0), emails.index(m.email)))
+    return Assignment(team.name, best, f"least_open: {best.email} holds "
+                                       f"{counts.get(best.email, 0)} open tickets")
+
+
+def _round_robin(session: Session, team: Team, at: datetime, dialect: str) -> Assignment:
+    stmt = select(TeamRotation).where(TeamRotation.team == team.name)
+    if dialect != "sqlite":
+        stmt = stmt.with_for_update()
+    row = session.scalars(stmt).first()
+    emails = [m.email for m in team.members]
+    index = 0
+    if row is not None and row.last_handler in emails:
+        index = (emails.index(row.last_handler) + 1) % len(emails)
+    chosen = team.members[index]
+    if row is None:
+        session.add(TeamRotation(team=team.name, last_handler=chosen.email, at=at))
+    else:
+        row.last_handler, row.at = chosen.email, at
+    return Assignment(team.name, chosen, f"round_robin: next in {team.name} is {chosen.email}")
