@@ -73,21 +73,31 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
     if args.status and args.status not in tickets.STATUSES:
         raise UsageError(f"--status: expected one of {', '.join(tickets.STATUSES)}, "
                          f"got {args.status!r}")
+    if args.priority and args.priority.upper() not in tickets.PRIORITIES:
+        raise UsageError(f"--priority: expected one of {', '.join(tickets.PRIORITIES)}, "
+                         f"got {args.priority!r}")
     zone = app.config.support.zone
+    now = app.clock.now()
     with app.ready_db().transaction() as session:
-        rows = [tickets.to_dict(t, full=False, zone=zone)
-                for t in tickets.listing(session, args.status)]
+        rows = [tickets.to_dict(t, full=False, zone=zone, now=now)
+                for t in tickets.listing(session, args.status, team=args.team,
+                                         handler=args.handler, priority=args.priority)]
     if args.json:
         _emit_json(rows)
         return 0
     if not rows:
         print("no tickets")
         return 0
+    print(f"{'NUMBER':<17} {'STATUS':<11} PRI  {'CREATED':<16}  {'TEAM':<8} "
+          f"{'HANDLER':<24} {'ASSIGN BY':<16}  SUBJECT")
     for row in rows:
         created = (row["created_at"] or "")[:16].replace("T", " ")
-        who = row["requester"]["email"]
-        print(f"{row['number']}  {row['status']:<9} {row['priority']}  {created}  "
-              f"{who:<28} {row['subject']}")
+        deadline = (row["deadlines"]["assign_by"] or "")[:16].replace("T", " ")
+        if row["deadlines"]["breached"]:
+            deadline += "!"
+        print(f"{row['number']:<17} {row['status']:<11} {row['priority']:<4} {created:<16}  "
+              f"{row['team'] or '-':<8} {row['handler'] or '-':<24} {deadline or '-':<16}  "
+              f"{row['subject']}")
     return 0
 
 
@@ -95,7 +105,10 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     from daemon import tickets
 
     with app.ready_db().transaction() as session:
-        data = tickets.to_dict(tickets.get(session, args.number), zone=app.config.support.zone)
+        ticket = tickets.get(session, args.number)
+        category = app.reader.category(ticket.category)
+        data = tickets.to_dict(ticket, zone=app.config.support.zone, now=app.clock.now(),
+                               category_en=category.label_en if category else None)
     if args.json:
         _emit_json(data)
         return 0
@@ -105,6 +118,18 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
           f"requester: {req['email']}")
     print(f"category: {data['category'] or '-'}   team: {data['team'] or '-'}   "
           f"handler: {data['handler'] or '-'}")
+    if data["co_handlers"]:
+        print("co-handlers: " + ", ".join(data["co_handlers"]))
+    dl = data["deadlines"]
+    print(f"assign by: {dl['assign_by'] or '-'}"
+          + ("   BREACHED" if dl["breached"] else "")
+          + (f"   assigned at: {dl['assigned_at']}" if dl["assigned_at"] else ""))
+    if data["linked_ticket"]:
+        print(f"linked to: {data['linked_ticket']}")
+    if data["resolution"]:
+        print(f"resolution: {data['resolution']}")
+    if data["rating"] is not None:
+        print(f"rating: {data['rating']}/5")
     if data["cc"]:
         print("cc: " + ", ".join(data["cc"]))
     for key, value in data["fields"].items():
@@ -123,6 +148,70 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     print("\nevents:")
     for ev in data["events"]:
         print(f"  {ev['at']}  {ev['actor']}  {ev['action']}  {ev['detail']}")
+    return 0
+
+
+# ---------------------------------------------------------------- the process (operators)
+
+
+def _desk(app: App, args: argparse.Namespace, steps: list[tuple[str, str]]) -> int:
+    from daemon import desk
+
+    done = desk.run(app, args.number, steps, actor=args.as_)
+    _flush_outbox(app)
+    if args.json:
+        _emit_json({"ticket": done.ticket, "mails": done.mails})
+        return 0
+    t = done.ticket
+    print(f"{t['number']}  [{t['status']}] {t['priority']}  team {t['team'] or '-'}  "
+          f"handler {t['handler'] or '-'}")
+    for mail in done.mails:
+        print(f"  mail: {mail}")
+    return 0
+
+
+def cmd_tickets_assign(app: App, args: argparse.Namespace) -> int:
+    steps = [("assign", " ".join([args.handler, *(args.cc or [])]))]
+    return _desk(app, args, steps)
+
+
+def cmd_tickets_set(app: App, args: argparse.Namespace) -> int:
+    steps = [(name, value) for name, value in (("team", args.team), ("type", args.category),
+                                               ("priority", args.priority)) if value]
+    if not steps:
+        raise UsageError("tickets set: give --priority, --category or --team")
+    return _desk(app, args, steps)
+
+
+def cmd_tickets_note(app: App, args: argparse.Namespace) -> int:
+    return _desk(app, args, [("internal", args.text)])
+
+
+def cmd_tickets_resolve(app: App, args: argparse.Namespace) -> int:
+    return _desk(app, args, [("resolve", args.text)])
+
+
+def cmd_tickets_close(app: App, args: argparse.Namespace) -> int:
+    return _desk(app, args, [("close", "")])
+
+
+def cmd_tickets_reopen(app: App, args: argparse.Namespace) -> int:
+    return _desk(app, args, [("reopen", args.reason or "")])
+
+
+def cmd_sweep(app: App, args: argparse.Namespace) -> int:
+    from daemon import autoclose, desk
+
+    report = desk.sweep_process(app)
+    closed = autoclose.close_due(app)
+    _flush_outbox(app)
+    data = {**report.as_dict(), "auto_closed": closed}
+    if args.json:
+        _emit_json(data)
+        return 0
+    for key, numbers in data.items():
+        print(f"{key.replace('_', ' ')}: {len(numbers)}"
+              + (f" ({', '.join(numbers)})" if numbers else ""))
     return 0
 
 
@@ -366,12 +455,47 @@ def build_parser() -> argparse.ArgumentParser:
     tk = group("tickets", "list and show tickets")
     p = tk.add_parser("list", help="list tickets")
     p.add_argument("--status", help="only tickets with this status")
+    p.add_argument("--team", help="only tickets of this team")
+    p.add_argument("--handler", metavar="ADDR", help="only tickets of this main handler")
+    p.add_argument("--priority", help="only tickets of this priority (P0..P3)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tickets_list)
     p = tk.add_parser("show", help="show one ticket with its messages and events")
     p.add_argument("number")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tickets_show)
+
+    def acting(p: Any) -> Any:
+        p.add_argument("number", metavar="NUMBER")
+        p.add_argument("--as", dest="as_", metavar="ADDR",
+                       help="the acting handler (default: the support address)")
+        p.add_argument("--json", action="store_true")
+        return p
+
+    p = acting(tk.add_parser("assign", help="make HANDLER the main handler"))
+    p.add_argument("handler", metavar="HANDLER")
+    p.add_argument("--cc", action="append", metavar="ADDR", help="add a co-handler (repeat)")
+    p.set_defaults(func=cmd_tickets_assign)
+    p = acting(tk.add_parser("set", help="change priority, category or team"))
+    p.add_argument("--priority", help="P0..P3 (the assignment deadline is recomputed)")
+    p.add_argument("--category", help="problem type (name or English label)")
+    p.add_argument("--team", help="team name")
+    p.set_defaults(func=cmd_tickets_set)
+    p = acting(tk.add_parser("note", help="add an internal note to the process log"))
+    p.add_argument("text", metavar="TEXT")
+    p.set_defaults(func=cmd_tickets_note)
+    p = acting(tk.add_parser("resolve", help="resolve; TEXT goes to the requester"))
+    p.add_argument("text", metavar="TEXT")
+    p.set_defaults(func=cmd_tickets_resolve)
+    p = acting(tk.add_parser("close", help="close the ticket"))
+    p.set_defaults(func=cmd_tickets_close)
+    p = acting(tk.add_parser("reopen", help="reopen a resolved or closed ticket"))
+    p.add_argument("--reason", help="why (goes to the handler)")
+    p.set_defaults(func=cmd_tickets_reopen)
+    p = sub.add_parser("sweep", help="run the periodic jobs once (SLA breaches, need_info "
+                                     "reminders, auto-close)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("ingest", help="ingest .eml files, mbox files, Maildirs or stdin (-)")
     p.add_argument("paths", nargs="+", metavar="PATH")

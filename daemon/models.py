@@ -118,6 +118,8 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
     )
     events: Mapped[list[Event]] = relationship(back_populates="ticket", order_by="Event.id")
+    linked: Mapped[Ticket | None] = relationship(remote_side="Ticket.id",
+                                                 foreign_keys=[linked_ticket_id])
 
 
 class Message(Base):

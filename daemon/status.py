@@ -13,7 +13,6 @@ SLA breach here means: a ticket still open, with no handler, past its assign dea
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,33 +25,18 @@ from daemon.app import App
 from daemon.errors import TicketdError
 from daemon.intake import imap
 from daemon.models import Lease, MailboxCursor, OutboxMail, Ticket
+from daemon.states import Status
 
-CLOSED_STATUSES = ("resolved", "closed")
+CLOSED_STATUSES = (Status.RESOLVED.value, Status.CLOSED.value)
 IMAP_STATUS_TIMEOUT = 5  # seconds: status must answer quickly even when a server hangs
 
 
-@dataclass(frozen=True)
-class Breach:
-    ticket_id: int
-    number: str
-    priority: str
-    team: str | None
-    created_at: datetime
-    deadline: datetime
+Breach = sla.Breach
 
 
-def sla_breaches(session: Session, now: datetime) -> list[Breach]:
-    """Open tickets without a handler whose assign deadline has passed, oldest first."""
-    rows = session.execute(
-        select(Ticket.id, Ticket.number, Ticket.priority, Ticket.team, Ticket.created_at)
-        .where(Ticket.status.not_in(CLOSED_STATUSES), Ticket.handler.is_(None))
-        .order_by(Ticket.created_at))
-    found = []
-    for ticket_id, number, priority, team, created in rows:
-        deadline = sla.assign_deadline(priority, created)
-        if deadline < now:
-            found.append(Breach(ticket_id, number, priority, team, created, deadline))
-    return found
+def sla_breaches(session: Session, now: datetime) -> list[sla.Breach]:
+    """Tickets without a main handler past their assignment deadline, oldest first."""
+    return sla.breaches(session, now)
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -75,7 +75,7 @@ def create(
 
 
 _CHANGEABLE = frozenset({"status", "priority", "category", "team", "handler", "subject",
-                         "fields", "cc"})
+                         "fields", "cc", "co_handlers", "resolution", "rating"})
 
 
 def change(session: Session, ticket: Ticket, *, at: datetime, actor: str, action: str,
@@ -113,10 +113,17 @@ def find(session: Session, number: str) -> Ticket | None:
     return session.scalars(stmt).first()
 
 
-def listing(session: Session, status: str | None = None) -> list[Ticket]:
+def listing(session: Session, status: str | None = None, *, team: str | None = None,
+            handler: str | None = None, priority: str | None = None) -> list[Ticket]:
     stmt = select(Ticket).order_by(Ticket.id)
     if status:
         stmt = stmt.where(Ticket.status == status)
+    if team:
+        stmt = stmt.where(Ticket.team == team)
+    if handler:
+        stmt = stmt.where(Ticket.handler == handler.strip().lower())
+    if priority:
+        stmt = stmt.where(Ticket.priority == priority.strip().upper())
     return list(session.scalars(stmt))
 
 
@@ -131,6 +138,16 @@ def participants(ticket: Ticket) -> frozenset[str]:
     if ticket.handler:
         people.add(ticket.handler.lower())
     return frozenset(p.lower() for p in people if p)
+
+
+def _breached(ticket: Ticket, now: datetime | None) -> bool:
+    """Past the assignment deadline without a main handler (at assignment, or now)."""
+    if ticket.assign_by is None:
+        return False
+    if ticket.assigned_at is not None:
+        return ticket.assigned_at > ticket.assign_by
+    return ticket.breach_notified_at is not None or (now is not None and
+                                                     now > ticket.assign_by)
 
 
 def _iso(at: datetime | None, zone: tzinfo | None = None) -> str | None:
@@ -161,7 +178,8 @@ def message_dict(message: Message, zone: tzinfo | None = None) -> dict[str, Any]
     }
 
 
-def to_dict(ticket: Ticket, *, full: bool = True, zone: tzinfo | None = None) -> dict[str, Any]:
+def to_dict(ticket: Ticket, *, full: bool = True, zone: tzinfo | None = None,
+            now: datetime | None = None, category_en: str | None = None) -> dict[str, Any]:
     """The JSON shape of `tickets show --json` (full) and `tickets list --json`.
 
     Times are ISO 8601 with the offset of ``zone`` (the configured support time zone).
@@ -172,16 +190,28 @@ def to_dict(ticket: Ticket, *, full: bool = True, zone: tzinfo | None = None) ->
         "status": ticket.status,
         "priority": ticket.priority,
         "category": ticket.category,
+        "category_en": category_en if category_en is not None else ticket.category,
         "team": ticket.team,
         "requester": {"name": ticket.requester_name, "email": ticket.requester_email},
         "handler": ticket.handler,
+        "co_handlers": list(ticket.co_handlers),
         "cc": list(ticket.cc),
         "fields": dict(ticket.fields),
         "language": ticket.language,
         "created_at": _iso(ticket.created_at, zone),
         "updated_at": _iso(ticket.updated_at, zone),
+        "deadlines": {
+            "assign_by": _iso(ticket.assign_by, zone),
+            "assigned_at": _iso(ticket.assigned_at, zone),
+            "breached": _breached(ticket, now),
+        },
+        "resolution": ticket.resolution,
+        "resolved_at": _iso(ticket.resolved_at, zone),
+        "closed_at": _iso(ticket.closed_at, zone),
+        "rating": ticket.rating,
     }
     if full:
+        data["linked_ticket"] = ticket.linked.number if ticket.linked else None
         data["messages"] = [message_dict(m, zone) for m in ticket.messages]
         data["events"] = [
             {"at": _iso(e.at, zone), "actor": e.actor, "action": e.action, "detail": e.detail,

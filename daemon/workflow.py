@@ -418,6 +418,7 @@ class Process:
         text on to the handlers."""
         actor = message.from_email
         intents: list[MailIntent] = []
+        had_handler = ticket.handler is not None
         if given:
             merged = {**ticket.fields, **given}
             tickets.change(session, ticket, at=self.now, actor=actor, action="fields",
@@ -436,7 +437,7 @@ class Process:
             else:
                 intents += self._route(session, ticket, actor=SYSTEM)[0]
             return intents
-        if ticket.handler and message.new_text.strip():
+        if had_handler and message.new_text.strip():
             intents.append(self._update_mail(session, ticket, message))
         return intents
 

@@ -332,6 +332,7 @@ class Intake:
                            detail=detail)
             intents: list[MailIntent] = []
             if verdict.trusted and verdict.participant:
+                session.flush()  # the message's attachments get their ids
                 given = self.app.reader.fields(mail.new_text)
                 intents = self._process(now).requester_wrote(session, ticket, message,
                                                              given=given)
