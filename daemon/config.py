@@ -164,6 +164,9 @@ class TicketsConfig:
     auto_close_days: int = field(default=7, metadata=spec(int_range(1, 365)))
     # People the requester copied are copied on our mails to the requester.
     copy_cc: bool = True
+    # A requester's short reply to a resolution containing one of these closes the ticket;
+    # any other reply reopens it (empty = the built-in list of daemon/feedback.py).
+    confirmations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

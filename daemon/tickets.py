@@ -133,8 +133,8 @@ def requester_locale(ticket: Ticket) -> str:
 
 
 def participants(ticket: Ticket) -> frozenset[str]:
-    """Addresses allowed to speak on a ticket: requester, copied addresses, handler."""
-    people = {ticket.requester_email, *ticket.cc}
+    """Addresses allowed to speak on a ticket: requester, copied addresses, handlers."""
+    people = {ticket.requester_email, *ticket.cc, *ticket.co_handlers}
     if ticket.handler:
         people.add(ticket.handler.lower())
     return frozenset(p.lower() for p in people if p)

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon import routing, tickets
+from daemon import feedback, routing, tickets
 from daemon.addresses import Address
 from daemon.classify import Classification, Reader, RequiredField
 from daemon.config import Config
@@ -59,6 +59,9 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
 }
 
 SYSTEM = tickets.SYSTEM
+# Signature parts are kept on the ticket but never passed on to anybody else.
+SIGNATURE_TYPES = ("application/pgp-signature", "application/pkcs7-signature",
+                   "application/x-pkcs7-signature")
 
 
 @dataclass
@@ -135,8 +138,8 @@ class Process:
         if message is None or message.id is None:
             return ()
         return tuple(session.scalars(select(Attachment.id).where(
-            Attachment.message_id == message.id, Attachment.skipped.is_(None))
-            .order_by(Attachment.id)))
+            Attachment.message_id == message.id, Attachment.skipped.is_(None),
+            Attachment.content_type.not_in(SIGNATURE_TYPES)).order_by(Attachment.id)))
 
     def _first_message(self, ticket: Ticket) -> Message | None:
         return next((m for m in ticket.messages if m.direction == "in"), None)
@@ -425,6 +428,17 @@ class Process:
                            detail="details supplied by reply: " + ", ".join(sorted(given)),
                            fields=merged)
         status = Status(ticket.status)
+        text = message.new_text.strip()
+        if status in (Status.RESOLVED, Status.CLOSED):
+            intents += self._rated(session, ticket, actor, text)
+        if status == Status.RESOLVED and feedback.is_confirmation(
+                text, self.config.tickets.confirmations or feedback.DEFAULT_CONFIRMATIONS):
+            intents += self.close(session, ticket, actor=actor,
+                                  why="the requester confirmed the resolution")
+            return intents
+        if status == Status.CLOSED and ticket.rating is not None and \
+                feedback.rating(text) is not None and len(text) <= 40:
+            return intents  # a late rating of a closed ticket does not reopen it
         if status == Status.NEED_INFO:
             intents += self._info_arrived(session, ticket, actor)
         elif status in (Status.RESOLVED, Status.CLOSED):
@@ -440,6 +454,59 @@ class Process:
         if had_handler and message.new_text.strip():
             intents.append(self._update_mail(session, ticket, message))
         return intents
+
+    def _rated(self, session: Session, ticket: Ticket, actor: str,
+               text: str) -> list[MailIntent]:
+        """A 1-5 satisfaction rating in the answer to a resolution; 1-2 tell the team lead."""
+        score = feedback.rating(text)
+        if score is None:
+            return []
+        tickets.change(session, ticket, at=self.now, actor=actor, action="rating",
+                       detail=f"the requester rated the service {score}/5", rating=score)
+        if score > 2:
+            return []
+        lead = self.directory.lead_of(ticket.team) or Address(self.config.support.name,
+                                                               self.config.support.address)
+        return [self._breach_mail(ticket, lead, reason=f"满意度 / rating {score}/5: "
+                                                       f"{text[:500]}")]
+
+    def handler_wrote(self, session: Session, ticket: Ticket, message: Message,
+                      text: str) -> list[MailIntent]:
+        """A proven handler's answer: to the requester (from the support address, under the
+        handler's name), copied to the other handlers of the ticket; the first answer moves
+        the ticket to in_progress."""
+        writer = message.from_email.lower()
+        if Status(ticket.status) in (Status.ACCEPTED, Status.REOPENED):
+            self.transition(session, ticket, Status.IN_PROGRESS, actor=writer,
+                            detail="the handler answered the requester")
+        if not text.strip():
+            return []
+        name = self.directory.display_name(writer)
+        sender = f"{name} via {self.config.support.name}"
+        files = self._attachments(session, message)
+        locale = tickets.requester_locale(ticket)
+        intents = [MailIntent(
+            "reply", (self.requester(ticket),), self.requester_cc(ticket), locale,
+            {"requester_name": ticket.requester_name, "handler_name": name, "text": text},
+            to_requester=True, automatic=False, sender_name=sender, attachment_ids=files)]
+        main, co = self._handlers(ticket)
+        others = tuple(h for h in (*main, *co) if h.email != writer)
+        if others:
+            intents.append(MailIntent(
+                "reply", others, (), self.config.support.locale,
+                {"requester_name": others[0].name or others[0].email, "handler_name": name,
+                 "text": text}, automatic=False, sender_name=sender, attachment_ids=files))
+        return intents
+
+    def command_result(self, ticket: Ticket, handler: str, outcomes: Sequence[Any], *,
+                       applied: bool, note_kept: bool) -> MailIntent:
+        """What a handler's commands did, back to the handler."""
+        person = self.handler_address(handler)
+        return MailIntent(
+            "command_result", (person,), (), self.config.support.locale,
+            {"handler_name": person.name or person.email,
+             "results": tuple((o.line, o.applied, o.message) for o in outcomes),
+             "applied": applied, "note_kept": note_kept})
 
     def _info_arrived(self, session: Session, ticket: Ticket, actor: str) -> list[MailIntent]:
         missing = self.reader.missing(ticket.category, ticket.fields)

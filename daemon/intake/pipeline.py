@@ -25,16 +25,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from daemon import tickets
+from daemon import commands, tickets
 from daemon.app import App
 from daemon.blobs import BlobStore
 from daemon.classify import Classification
+from daemon.commands import Context
+from daemon.commands import mail as handler_mail
 from daemon.errors import Quarantine, TransientError
-from daemon.intake import rules
+from daemon.intake import rules, trust
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.sources import RawMail
 from daemon.intake.threader import ThreadVerdict, bounded, thread
+from daemon.intake.trust import Proof
 from daemon.intents import MailIntent
 from daemon.models import (
     Attachment,
@@ -95,6 +98,10 @@ class Decision:
     related_ticket_id: int | None = None   # the ticket an auto-reply or bounce concerns
     related_number: str | None = None
     bounced_message_id: str | None = None
+    handler: bool = False                 # the sender is a handler (an address in [[teams]])
+    proof: Proof | None = None            # for a handler's follow-up: is it really them?
+    commands: tuple[str, ...] = ()        # the command lines a proven handler's mail gives
+    forged: str | None = None             # a trusted server says the From is forged
 
 
 class Notifier(Protocol):
@@ -215,9 +222,32 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
                         bounced_message_id=original)
     if mail.from_ is None or not mail.from_.email:
         raise Quarantine("no sender address (From, Reply-To and Sender are all missing)")
-    verdict = _closed_long_ago(session, app, thread(session, mail, app.numbers,
-                                                    app.config.tickets.stranger_number))
-    return Decision(verdict.action, key, digest, body, reason=verdict.note, verdict=verdict)
+    sender = mail.from_.email
+    handler = app.directory.is_handler(sender)
+    verdict = _closed_long_ago(session, app, thread(
+        session, mail, app.numbers, app.config.tickets.stranger_number,
+        handlers=app.directory.handlers))
+    proof: Proof | None = None
+    lines: tuple[str, ...] = ()
+    if verdict.action == "follow-up" and verdict.ticket_id is not None and handler:
+        proof = trust.judge(session, mail, verdict.ticket_id,
+                            app.config.mail.trusted_authserv_ids)
+        lines = tuple(line.text for line in commands.parse(mail.new_text)[0])
+    forged = trust.failing_dmarc(mail, app.config.mail.trusted_authserv_ids)
+    return Decision(verdict.action, key, digest, body, reason=verdict.note, verdict=verdict,
+                    handler=handler, proof=proof, commands=lines, forged=forged)
+
+
+def _trusted(decision: Decision, verdict: ThreadVerdict) -> tuple[bool, str]:
+    """May this follow-up change the ticket or reach anybody? (and why not)."""
+    if decision.forged:
+        return False, f"the From address is forged ({decision.forged})"
+    if decision.handler:
+        if decision.proof is not None and decision.proof.proven:
+            return True, ""
+        reason = decision.proof.reason if decision.proof else "no proof"
+        return False, f"claims to be a handler but proves nothing: {reason}"
+    return verdict.trusted, verdict.note
 
 
 def _closed_long_ago(session: Session, app: App, verdict: ThreadVerdict) -> ThreadVerdict:
@@ -322,23 +352,31 @@ class Intake:
         if decision.action == "follow-up" and verdict.ticket_id is not None:
             ticket = session.get(Ticket, verdict.ticket_id)
             assert ticket is not None
+            trusted, why = _trusted(decision, verdict)
             message = self._store_message(session, ticket, mail, raw, decision, "follow-up",
-                                          trusted=verdict.trusted)
+                                          trusted=trusted)
+            session.flush()  # the message's attachments get their ids
             detail = f"{verdict.rule}: reply from {mail.from_}"
-            if not verdict.trusted:
-                detail += f" (untrusted: {verdict.note})"
+            if decision.handler and decision.proof is not None and decision.proof.proven:
+                detail += f" (handler; proof: {decision.proof.how}: {decision.proof.reason})"
+            if not trusted:
+                detail += f" (untrusted: {why})"
             tickets.record(session, ticket, at=now, actor=message.from_email,
-                           action="follow-up" if verdict.trusted else "follow-up-untrusted",
+                           action="follow-up" if trusted else "follow-up-untrusted",
                            detail=detail)
             intents: list[MailIntent] = []
-            if verdict.trusted and verdict.participant:
-                session.flush()  # the message's attachments get their ids
+            trigger: Trigger | None = self._trigger(mail)
+            process = self._process(now)
+            if trusted and decision.handler:
+                ctx = Context(process, session, message.from_email)
+                intents, _ = handler_mail.handle(ctx, ticket, message)
+                trigger = None  # answers to the requester thread onto THEIR last mail
+            elif trusted and verdict.participant:
                 given = self.app.reader.fields(mail.new_text)
-                intents = self._process(now).requester_wrote(session, ticket, message,
-                                                             given=given)
+                intents = process.requester_wrote(session, ticket, message, given=given)
             tickets.touch(ticket, now)
             if self.notifier is not None and intents:
-                self.notifier.deliver(session, ticket, intents, self._trigger(mail))
+                self.notifier.deliver(session, ticket, intents, trigger)
             self._log(session, decision, mail, raw, "appended", ticket, verdict.note)
             return IntakeResult("appended", ticket.number, verdict.note, mail.message_id)
         ticket, found = self._new_ticket(session, mail, decision)

@@ -84,7 +84,10 @@ def _stranger(ticket: Ticket, rule: str, sender: str, policy: str) -> ThreadVerd
 
 
 def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
-           stranger_policy: str = "link") -> ThreadVerdict:
+           stranger_policy: str = "link", *,
+           handlers: frozenset[str] = frozenset()) -> ThreadVerdict:
+    """Which ticket ``mail`` belongs to. A handler (an address in ``handlers``) threads like a
+    participant: whether it may act is the trust step's question, not the threader's."""
     sender = mail.from_.email if mail.from_ else ""
     referenced = bounded((*mail.in_reply_to, *mail.references))
     by_header = _tickets_by_message_ids(session, referenced)
@@ -98,9 +101,11 @@ def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
             missing.append(number)
             continue
         is_participant = sender in participants(ticket)
-        if is_participant or ticket.id in answered:
+        if is_participant or ticket.id in answered or sender in handlers:
             return ThreadVerdict("follow-up", "subject", ticket.id, ticket.number,
-                                 participant=is_participant)
+                                 participant=is_participant, trusted=is_participant,
+                                 note="" if is_participant else
+                                 f"{sender} is not a participant of {ticket.number}")
         return _stranger(ticket, "subject", sender, stranger_policy)
 
     for rule, ids in (("in-reply-to", mail.in_reply_to), ("references", mail.references)):
@@ -110,9 +115,12 @@ def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
             ticket = session.get(Ticket, by_header[mid][0])
             assert ticket is not None
             is_participant = sender in participants(ticket)
-            if is_participant or ticket.id in answered:
+            if is_participant or ticket.id in answered or sender in handlers:
                 return ThreadVerdict("follow-up", rule, ticket.id, ticket.number,
-                                     participant=is_participant, note=f"{rule} names {mid}")
+                                     participant=is_participant, trusted=is_participant,
+                                     note=f"{rule} names {mid}" if is_participant else
+                                     f"{rule} names {mid}, but {sender} is not a participant "
+                                     f"of {ticket.number}")
             return _stranger(ticket, rule, sender, stranger_policy)
     note = ""
     if missing:

@@ -112,6 +112,8 @@ class Notify:
         if "missing" in values:
             values["missing"] = tuple(kinds.MissingDetail(label, hint)
                                       for label, hint in values["missing"])
+        if "results" in values:
+            values["results"] = tuple(kinds.CommandOutcome(*r) for r in values["results"])
         if "attachments" in values and intent.attachment_ids:
             values["attachments"] = self._attachment_infos(ticket, intent.attachment_ids)
         zone = self.app.config.support.zone

@@ -329,7 +329,10 @@ def test_stranger_appended_and_flagged_untrusted_when_configured(
         f"subject: reply from {MALLORY} (untrusted: {note})")
 
 
-def test_a_non_participant_who_replies_to_one_of_our_mails_is_trusted(app: App) -> None:
+def test_a_non_participant_citing_one_of_our_mails_is_appended_but_untrusted(
+        app: App) -> None:
+    # A reference proves which ticket the mail is about, not who sent it: anybody who
+    # saw our mail (or forges its id) is kept with the ticket, and changes nothing.
     intake = Intake(app, notifier=Notify(app))
     first_ticket(intake)
     [acceptance] = outgoing_ids(app)  # ours carry a secret token: a reply to it is real
@@ -339,7 +342,8 @@ def test_a_non_participant_who_replies_to_one_of_our_mails_is_trusted(app: App) 
                                         in_reply_to=f"<{acceptance}>"))
     assert (result.action, result.number) == ("appended", FIRST)
     assert ticket_row(app, FIRST)["messages"][-1] == (
-        "in", "follow-up", "wang.wu@corp.example", True)
+        "in", "follow-up", "wang.wu@corp.example", False)
+    assert events_of(app, FIRST)[-1][0] == "follow-up-untrusted"
 
 
 def test_a_non_participant_citing_only_the_requesters_mail_is_a_stranger(app: App) -> None:
