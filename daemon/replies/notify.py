@@ -134,6 +134,11 @@ class Notify:
         if intent.to_requester and trigger is not None and trigger.message_id:
             return trigger.message_id, (*trigger.references, trigger.message_id)
         recipient = recipient.lower()
+        if intent.to_requester:  # the requester's own last mail, as mail clients thread
+            for message in reversed(ticket.messages):
+                if message.direction == "in" and message.message_id and \
+                        message.from_email.lower() == recipient:
+                    return message.message_id, (*message.references, message.message_id)
         for message in reversed(ticket.messages):
             if not message.message_id:
                 continue
