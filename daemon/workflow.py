@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from daemon import feedback, routing, tickets
 from daemon.addresses import Address
-from daemon.classify import Classification, Reader, RequiredField
+from daemon.classify import FIELD_CATALOGUE, Classification, Reader, RequiredField
 from daemon.config import Config
 from daemon.directory import Directory
 from daemon.errors import Refused
@@ -127,6 +127,16 @@ class Process:
         zh = locale.startswith("zh")
         return tuple((f.label_zh if zh else f.label_en, f.hint_zh if zh else f.hint_en)
                      for f in fields)
+
+    def _labelled(self, fields: Mapping[str, str], locale: str) -> dict[str, str]:
+        """Details under the labels people read ("影响范围" / "Impact"), not internal names."""
+        zh = locale.startswith("zh")
+        out = {}
+        for name, value in fields.items():
+            known = FIELD_CATALOGUE.get(name)
+            label = (known.label_zh if zh else known.label_en) if known else name
+            out[label] = str(value)
+        return out
 
     def _check_handler(self, email: str) -> str:
         email = email.strip().lower()
@@ -236,7 +246,7 @@ class Process:
              "category": self._category_label(ticket, locale),
              "team": self.directory.label(ticket.team, locale),
              "requester": self.requester(ticket),
-             "fields": dict(ticket.fields),
+             "fields": self._labelled(ticket.fields, locale),
              "text": first.new_text if first else "",
              "attachments": (), "deadline": deadline,
              "co_handlers": tuple(c.email for c in co),

@@ -92,7 +92,8 @@ def test_co_handlers_get_a_copy_of_the_answer(app: App) -> None:
 
 
 @pytest.mark.parametrize(("command", "check"), [
-    ("#resolve 已重启服务", lambda t: t["status"] == "resolved" and t["resolution"] == "已重启服务"),
+    ("#resolve 已重启服务",
+     lambda t: t["status"] == "resolved" and t["resolution"] == "已重启服务"),
     ("#解决 已重启服务", lambda t: t["status"] == "resolved"),
     ("#close", lambda t: t["status"] == "closed"),
     ("#关闭", lambda t: t["status"] == "closed"),
@@ -119,7 +120,7 @@ def test_each_command_in_english_and_chinese(app: App, command: str,
     assert check(shown), shown
     assert sent(app)[-1] == ("command_result", [WANG])
     result = text_of(last_mail(app, "command_result"))
-    assert command.split()[0].lstrip("#＃") in result and "[完成]" in result
+    assert command.split(maxsplit=1)[0].lstrip("#＃") in result and "[完成]" in result
 
 
 def test_resolve_sends_the_resolution_with_the_rest_of_the_mail(app: App) -> None:
@@ -140,7 +141,7 @@ def test_a_command_with_text_relays_the_text(app: App) -> None:
 def test_one_invalid_command_refuses_all_and_keeps_the_text_as_a_note(app: App) -> None:
     before = ticket(app)
     mails = len(sent(app))
-    handler_reply(app, f"#priority P1\n#assign nobody@else.example\n#resolve\n客户电话已沟通。\n")
+    handler_reply(app, "#priority P1\n#assign nobody@else.example\n#resolve\n客户电话已沟通。\n")
     after = ticket(app)
     assert (after["priority"], after["handler"], after["status"]) == (
         before["priority"], before["handler"], before["status"])

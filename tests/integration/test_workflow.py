@@ -137,7 +137,8 @@ def test_a_complete_report_is_routed_assigned_and_both_sides_are_told(app: App) 
     assigned = last_mail(app, "assigned")
     assert str(assigned["To"]) == f"王工 <{WANG}>"
     body = text_of(assigned)
-    assert "OA 系统打不开" in body and "P0" in body and "影响范围" in body or "impact" in body
+    assert "OA 系统打不开" in body and "P0" in body
+    assert "影响范围：全公司" in body  # the details, under their labels
     files = [p.get_filename() for p in assigned.iter_attachments()]
     assert files == ["截图.png"]
     with app.db.transaction() as s:
