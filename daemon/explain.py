@@ -45,12 +45,12 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool, StaticPool
 
-from daemon import classify
+from daemon import classify, commands, desk
 from daemon.app import App
 from daemon.errors import Quarantine
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail
-from daemon.intake.pipeline import Decision, content_hash, decide
+from daemon.intake.pipeline import Decision, content_hash, decide, judge_trust
 from daemon.models import Base, IntakeRecord, Ticket
 
 __all__ = [
@@ -199,6 +199,22 @@ class TicketView:
 
 
 @dataclass(frozen=True)
+class HandlerView:
+    """A mail from a handler on a ticket: is it proven, and what its commands would do."""
+
+    proven: bool
+    proof: str                 # "token" | "auth-results" | "none"
+    reason: str
+    commands: tuple[tuple[str, bool, str], ...] = ()   # (line, would apply, what / why not)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"handler": True, "proven": self.proven, "proof": self.proof,
+                "reason": self.reason,
+                "commands": [{"line": line, "applies": ok, "detail": detail}
+                             for line, ok, detail in self.commands]}
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Everything ``ticketd inspect`` shows about one message.
 
@@ -217,6 +233,7 @@ class Explanation:
     ticket: TicketView | None = None
     raw_size: int = 0
     notes: tuple[str, ...] = ()
+    handler: HandlerView | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe; dates are ISO 8601 with the offset of the configured time zone."""
@@ -246,6 +263,7 @@ class Explanation:
             "raw_size": self.raw_size,
             "verdict": self.verdict.as_dict(),
             "classification": self.ticket.as_dict() if self.ticket else None,
+            "handler": self.handler.as_dict() if self.handler else {"handler": False},
             "database": {"used": self.database_used, "detail": self.database},
             "notes": list(self.notes),
         }
@@ -405,6 +423,7 @@ def _one_line(exc: BaseException) -> str:
 class _Judgement:
     verdict: Verdict
     ticket: TicketView | None = None
+    handler: HandlerView | None = None
 
 
 def _quarantine_verdict(session: Session, raw: bytes, reason: str) -> Verdict:
@@ -447,15 +466,37 @@ def _from_decision(session: Session, app: App, mail: ParsedMail,
     if decision.action == "follow-up" and thread.ticket_id is not None:
         ticket = session.get(Ticket, thread.ticket_id)
         assert ticket is not None
+        trusted, why = judge_trust(decision, thread)
         verdict = Verdict("follow-up", number=thread.number, rule=thread.rule,
-                          reason=thread.note, participant=thread.participant,
-                          trusted=thread.trusted)
-        return _Judgement(verdict, _existing_ticket(app.reader, ticket, mail, verdict))
+                          reason=why or thread.note, participant=thread.participant,
+                          trusted=trusted)
+        return _Judgement(verdict, _existing_ticket(app.reader, ticket, mail, verdict),
+                          _handler_view(session, app, ticket, mail, decision))
     linked = session.get(Ticket, thread.linked_ticket_id) if thread.linked_ticket_id else None
     verdict = Verdict("new", rule=thread.rule, reason=thread.note,
                       participant=thread.participant,
                       linked_number=linked.number if linked else None)
     return _Judgement(verdict, _new_ticket(app.reader, mail))
+
+
+def _handler_view(session: Session, app: App, ticket: Ticket, mail: ParsedMail,
+                  decision: Decision) -> HandlerView | None:
+    """For a handler's mail: the proof, and each command as intake would apply it (tried in a
+    savepoint that is rolled back, never flushed)."""
+    if not decision.handler or decision.proof is None:
+        return None
+    proof = decision.proof
+    outcomes: tuple[tuple[str, bool, str], ...] = ()
+    lines, rest = commands.parse(mail.new_text)
+    if lines and proof.proven:
+        ctx = commands.Context(desk.process_for(app), session, mail.from_.email
+                               if mail.from_ else "")
+        outcomes = tuple((o.line, o.applied, o.message)
+                         for o in commands.preview(ctx, ticket, lines, rest))
+    elif lines:
+        outcomes = tuple((line.text, False, "not run: the mail proves nothing")
+                         for line in lines)
+    return HandlerView(proof.proven, proof.how, proof.reason, outcomes)
 
 
 def _new_ticket(reader: classify.Reader, mail: ParsedMail) -> TicketView:
@@ -524,7 +565,8 @@ def explain(app: App, raw: bytes, *, origin: str) -> Explanation:
     ticket = judgement.ticket if judgement.verdict.action in ("new", "follow-up") else None
     return Explanation(origin, True, judgement.verdict, zone, source.detail, source.used,
                        mail=mail, attachments=_attachments(app, mail, judgement.verdict),
-                       ticket=ticket, raw_size=len(raw), notes=tuple(notes))
+                       ticket=ticket, raw_size=len(raw), notes=tuple(notes),
+                       handler=judgement.handler)
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -620,6 +662,17 @@ def render(expl: Explanation) -> str:
             out.append("  supplied by this reply: " + ", ".join(sorted(t.supplied)))
         out.append("  missing required details: " + (", ".join(
             f"{f.name} ({f.label_zh} / {f.label_en})" for f in t.missing) or "none"))
+
+    if expl.handler is not None:
+        h = expl.handler
+        out += ["", "Handler mail",
+                f"  handler: yes; proof: {h.proof} ({h.reason})"]
+        for line, ok, detail in h.commands:
+            out.append(f"  {'would apply' if ok else 'would refuse'}: {line}: {detail}")
+        if h.proven and not h.commands:
+            out.append("  no commands: the text would be relayed to the requester")
+    elif verdict.action == "follow-up":
+        out += ["", "Handler mail", "  handler: no (commands in the text are just text)"]
 
     if mail.defects:
         out += ["", "Parser notes", *(f"  {d}" for d in mail.defects)]

@@ -96,6 +96,11 @@ def apply_all(ctx: Context, ticket: Ticket, lines: list[Line],
     Returns each line's outcome and the mails to send (None when nothing was applied). The
     text goes to the first command that takes text; the others get none.
     """
+    return _apply(ctx, ticket, lines, body, flush=True, keep=True)
+
+
+def _apply(ctx: Context, ticket: Ticket, lines: list[Line], body: str, *, flush: bool,
+           keep: bool) -> tuple[list[Outcome], list[MailIntent] | None]:
     outcomes: list[Outcome] = []
     intents: list[MailIntent] = []
     text_taken = False
@@ -113,10 +118,10 @@ def apply_all(ctx: Context, ticket: Ticket, lines: list[Line],
             except Refused as exc:
                 raise _LineRefused(line, str(exc)) from None
             outcomes.append(Outcome(line.text, True, command.describe(ticket, line.arg)))
-        ctx.session.flush()
+        if flush:
+            ctx.session.flush()
     except _LineRefused as exc:
         savepoint.rollback()
-        ctx.session.expire(ticket)
         result = []
         for line in lines:
             if line is exc.line:
@@ -125,8 +130,19 @@ def apply_all(ctx: Context, ticket: Ticket, lines: list[Line],
                 result.append(Outcome(line.text, False, "not applied (another command of "
                                                         "this mail was refused)"))
         return result, None
-    savepoint.commit()
+    if keep:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
     return outcomes, intents
+
+
+def preview(ctx: Context, ticket: Ticket, lines: list[Line], body: str) -> list[Outcome]:
+    """What :func:`apply_all` would do, changing nothing (``ticketd inspect``): the commands
+    run in a savepoint without flushing, which is then rolled back."""
+    with ctx.session.no_autoflush:
+        outcomes, _ = _apply(ctx, ticket, lines, body, flush=False, keep=False)
+    return outcomes
 
 
 def apply_one(ctx: Context, ticket: Ticket, name: str, arg: str = "",
@@ -146,4 +162,4 @@ class _LineRefused(Exception):
 
 
 __all__ = ["COMMANDS", "REGISTRY", "Command", "Context", "Line", "Outcome", "apply_all",
-           "apply_one", "keeps_text", "parse"]
+           "apply_one", "keeps_text", "parse", "preview"]

@@ -238,7 +238,7 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
                     handler=handler, proof=proof, commands=lines, forged=forged)
 
 
-def _trusted(decision: Decision, verdict: ThreadVerdict) -> tuple[bool, str]:
+def judge_trust(decision: Decision, verdict: ThreadVerdict) -> tuple[bool, str]:
     """May this follow-up change the ticket or reach anybody? (and why not)."""
     if decision.forged:
         return False, f"the From address is forged ({decision.forged})"
@@ -352,7 +352,7 @@ class Intake:
         if decision.action == "follow-up" and verdict.ticket_id is not None:
             ticket = session.get(Ticket, verdict.ticket_id)
             assert ticket is not None
-            trusted, why = _trusted(decision, verdict)
+            trusted, why = judge_trust(decision, verdict)
             message = self._store_message(session, ticket, mail, raw, decision, "follow-up",
                                           trusted=trusted)
             session.flush()  # the message's attachments get their ids

@@ -250,3 +250,29 @@ def test_attachments_travel_both_ways(app: App, clock: FixedClock) -> None:
     handler_reply(app, "修复说明见附件。\n", kind="update",
                   attachments=[("fix.pdf", "application/pdf", b"%PDF-1.4")])
     assert [p.get_filename() for p in last_mail(app, "reply").iter_attachments()] == ["fix.pdf"]
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def test_inspect_shows_proof_and_what_the_commands_would_do_changing_nothing(app: App) -> None:
+    from daemon import explain
+
+    ref = f"<{our_id(app, 'assigned', WANG)}>"
+    raw = messages.mail(subject=f"RE: [{FIRST}] OA 打不开", sender=WANG, in_reply_to=ref,
+                        body="#priority P1\n#assign nobody@else.example\n已沟通。\n")
+    before = (ticket(app), sent(app))
+    shown = explain.explain(app, raw, origin="test").as_dict()
+    assert shown["handler"]["proven"] is True and shown["handler"]["proof"] == "token"
+    assert [(c["line"], c["applies"]) for c in shown["handler"]["commands"]] == [
+        ("#priority P1", False), ("#assign nobody@else.example", False)]
+    assert "not a handler" in shown["handler"]["commands"][1]["detail"]
+    good = messages.mail(subject=f"RE: [{FIRST}] OA 打不开", sender=WANG, in_reply_to=ref,
+                         body="#priority P1\n")
+    report = explain.explain(app, good, origin="test")
+    assert report.as_dict()["handler"]["commands"][0]["applies"] is True
+    assert "would apply: #priority P1" in explain.render(report)
+    forged = messages.mail(subject=f"RE: [{FIRST}] OA 打不开", sender=WANG, body="#close\n")
+    shown = explain.explain(app, forged, origin="test").as_dict()
+    assert shown["handler"]["proven"] is False and shown["verdict"]["trusted"] is False
+    assert (ticket(app), sent(app)) == before
