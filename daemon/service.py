@@ -402,17 +402,9 @@ class Service:
                 self.sleep(delay)
         return False
 
-    def _check_secrets(self) -> None:
-        """A missing password is a config error now, not a reconnect loop later."""
-        for spec in imap.mailboxes(self.app.config.imap):
-            spec.password.reveal()
-        smtp = self.app.config.smtp
-        if smtp.backend == "smtp" and smtp.password.configured:
-            smtp.password.reveal()
-
     def start(self) -> bool:
         """Start everything in the background; False when stopped before the database came."""
-        self._check_secrets()
+        configmod.check_secrets(self.app.config)
         if not self._wait_for_database():
             return False
         if self.http_settings is not None:
@@ -498,8 +490,7 @@ class Service:
                                  new.imap.idle != old.imap.idle or
                                  new.imap.lease_seconds != old.imap.lease_seconds)
             if mailboxes_changed:
-                for spec in imap.mailboxes(new.imap):
-                    spec.password.reveal()
+                configmod.check_secrets(new)
         except ConfigError as exc:
             log.error("SIGHUP: %s; keeping the running configuration", exc)
             return

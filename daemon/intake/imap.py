@@ -19,7 +19,6 @@ import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
@@ -78,10 +77,8 @@ def mailboxes(cfg: ImapConfig) -> list[MailboxSpec]:
     """Every configured mailbox: ``[imap]`` itself when it has a host, then each
     ``[[imap.mailboxes]]`` entry with its empty keys inherited from ``[imap]``."""
     specs = [MailboxSpec.from_config(cfg)] if cfg.host else []
-    for box in cfg.mailboxes:
-        secret = (Secret("imap.mailboxes", box.password_env,
-                         Path(box.password_file) if box.password_file else None)
-                  if box.password_env or box.password_file else cfg.password)
+    for index, box in enumerate(cfg.mailboxes):
+        secret = cfg.mailbox_password(index)
         specs.append(MailboxSpec(
             host=box.host or cfg.host, port=box.port or cfg.port,
             security=box.security or cfg.security, username=box.username or cfg.username,
