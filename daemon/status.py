@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from daemon import sla
@@ -77,9 +77,12 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
     with app.ready_db().transaction() as session:
         cursors = {c.mailbox: c for c in session.scalars(select(MailboxCursor))}
         leases = {lease.name: lease for lease in session.scalars(select(Lease))}
+        # The literal 0: a bound parameter would differ between SELECT and GROUP BY, and
+        # PostgreSQL would refuse the two as different expressions.
+        retried = OutboxMail.attempts > literal_column("0")
         outbox_rows = session.execute(
-            select(OutboxMail.status, OutboxMail.attempts > 0, func.count())
-            .group_by(OutboxMail.status, OutboxMail.attempts > 0)).all()
+            select(OutboxMail.status, retried, func.count())
+            .group_by(OutboxMail.status, retried)).all()
         ticket_rows = session.execute(
             select(Ticket.status, Ticket.priority, func.count())
             .where(Ticket.status.not_in(CLOSED_STATUSES))
