@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from daemon import tickets
@@ -24,33 +24,27 @@ from daemon.replies.notify import Notify, requester_locale
 log = logging.getLogger("ticketd.autoclose")
 
 
-def resolved_at(session: Session, ticket: Ticket) -> datetime:
-    """When the ticket last became resolved (its last status event), else its last update."""
-    for event in session.scalars(select(Event).where(Event.ticket_id == ticket.id)
-                                 .order_by(Event.id.desc())):
-        if event.after and event.after.get("status") == "resolved":
-            return event.at
-    return ticket.updated_at
-
-
-def _answered_since(session: Session, ticket: Ticket, since: datetime) -> bool:
-    return session.scalars(select(Message.id).where(
-        Message.ticket_id == ticket.id, Message.direction == "in",
-        Message.created_at > since)).first() is not None
+def resolved_at() -> ColumnElement[datetime]:
+    """SQL for when a ticket last became resolved: its last event that set the status to
+    ``resolved``, else (no such event) its last update. Correlated to :class:`Ticket`."""
+    last_resolution = (
+        select(func.max(Event.at))
+        .where(Event.ticket_id == Ticket.id,
+               Event.after["status"].as_string() == "resolved")
+        .correlate(Ticket).scalar_subquery())
+    return func.coalesce(last_resolution, Ticket.updated_at)
 
 
 def due(session: Session, now: datetime, days: int) -> list[Ticket]:
     """Resolved for ``days`` with no incoming mail since (even an untrusted one: a person
-    should look at it before the ticket closes)."""
+    should look at it before the ticket closes). One query, whatever the number of tickets."""
     limit = now - timedelta(days=days)
-    candidates = session.scalars(select(Ticket).where(Ticket.status == "resolved",
-                                                      Ticket.updated_at <= now))
-    due_now = []
-    for ticket in candidates:
-        at = resolved_at(session, ticket)
-        if at <= limit and not _answered_since(session, ticket, at):
-            due_now.append(ticket)
-    return due_now
+    since = resolved_at()
+    answered = exists().where(Message.ticket_id == Ticket.id, Message.direction == "in",
+                              Message.created_at > since)
+    return list(session.scalars(
+        select(Ticket).where(Ticket.status == "resolved", since <= limit, ~answered)
+        .order_by(Ticket.id)))
 
 
 def _resolution_text(session: Session, ticket: Ticket) -> str:
