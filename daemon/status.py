@@ -79,10 +79,10 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
         leases = {lease.name: lease for lease in session.scalars(select(Lease))}
         # The literal 0: a bound parameter would differ between SELECT and GROUP BY, and
         # PostgreSQL would refuse the two as different expressions.
-        retried = OutboxMail.attempts > literal_column("0")
+        tried = OutboxMail.attempts > literal_column("0")
         outbox_rows = session.execute(
-            select(OutboxMail.status, retried, func.count())
-            .group_by(OutboxMail.status, retried)).all()
+            select(OutboxMail.status, tried, func.count())
+            .group_by(OutboxMail.status, tried)).all()
         ticket_rows = session.execute(
             select(Ticket.status, Ticket.priority, func.count())
             .where(Ticket.status.not_in(CLOSED_STATUSES))
