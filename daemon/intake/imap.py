@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from daemon.app import App
 from daemon.config import ImapConfig, Secret
-from daemon.errors import MailboxRefused, MailboxUnavailable, TransientError
+from daemon.errors import LoginRefused, MailboxRefused, MailboxUnavailable, TransientError
 from daemon.intake.pipeline import Intake, IntakeResult
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor
@@ -102,7 +102,8 @@ class PollReport:
 
 
 def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMAPClient:
-    """A logged-in client; errors become MailboxUnavailable (retry) or MailboxRefused."""
+    """A logged-in client; errors become MailboxUnavailable (retry), LoginRefused (wrong
+    credentials: a configuration error) or MailboxRefused."""
     where = f"imap {spec.host}:{spec.port}"
     context = ssl_context or ssl.create_default_context(cafile=spec.ca_file or None)
     try:
@@ -125,7 +126,9 @@ def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMA
         client.login(spec.username, spec.password.reveal())
     except LoginError as exc:
         quiet_logout(client)
-        raise MailboxRefused(f"{where}: login refused for {spec.username}: {exc}") from exc
+        section = f"[{spec.password.section}]"
+        raise LoginRefused(f"{where}: login refused for {spec.username}: {exc}; check "
+                           f"{section} username and password_env/password_file") from exc
     except ssl.SSLCertVerificationError as exc:
         quiet_logout(client)
         raise MailboxRefused(f"{where}: server certificate not trusted ({exc.verify_message}); "
