@@ -426,11 +426,14 @@ def test_status_and_sla_sweep(service_app: App, imap: Dovecot, clock: FixedClock
     assert data["tickets"]["open"] == 1 and data["sla"]["breaches"] == 0
     with service_app.db.transaction() as session:
         assert session.scalars(select(Ticket.team)).one() == "sales"  # the mailbox's team
-    assert service.sweep_sla() == []
+    report = service.sweep()
+    assert report is not None and report.done("sla-breach") == ()
 
     clock.advance(timedelta(hours=3))  # past every assign deadline
-    assert service.sweep_sla() == [result.number]
-    assert service.sweep_sla() == []  # recorded once
+    report = service.sweep()
+    assert report is not None and report.done("sla-breach") == (result.number,)
+    report = service.sweep()
+    assert report is not None and report.done("sla-breach") == ()  # recorded once
     with service_app.db.transaction() as session:
         events = session.scalars(select(Event.detail).where(Event.action == "sla-breach"))
         assert len(list(events)) == 1

@@ -25,7 +25,9 @@ def test_status_on_an_empty_database(ticketd: Run) -> None:
     as_json = ticketd("status", "--json")
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
-    assert data["outbox"] == {"queued": 0, "retrying": 0, "sending": 0, "failed": 0, "sent": 0}
+    assert data["outbox"] == {"queued": 0, "retrying": 0, "held": 0, "sending": 0, "failed": 0,
+                              "sent": 0}
+    assert data["problems"] == []
     assert data["tickets"]["open"] == 0 and data["sla"]["breaches"] == 0
     assert data["mailboxes"] == []
 

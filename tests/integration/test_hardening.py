@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from daemon import autoclose, tickets
+from daemon import jobs, tickets
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.config import load
@@ -98,7 +98,7 @@ def test_a_reply_to_a_resolved_ticket_reopens_it_and_stops_auto_close(
         kinds = list(s.scalars(select(OutboxMail.kind).order_by(OutboxMail.id)))
         assert kinds == ["acceptance", "reopened"]
     clock.advance(timedelta(days=10))
-    assert autoclose.close_due(app) == []
+    assert jobs.close_resolved(app, clock.now()) == []
 
 
 def test_mail_reusing_one_of_our_message_ids_is_a_new_ticket_not_lost(app: App) -> None:

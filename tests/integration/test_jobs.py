@@ -1,4 +1,5 @@
-"""Auto-close: resolved tickets nobody answers are closed after [tickets] auto_close_days."""
+"""The periodic jobs (daemon/jobs.py): auto-close after [tickets] auto_close_days, SLA
+breaches, and the sweep that runs them all and reports what each did."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import event, select
 
-from daemon import autoclose, tickets
+from daemon import jobs, tickets
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.intake.pipeline import Intake
@@ -32,10 +33,10 @@ def resolved_ticket(app: App, clock: FixedClock) -> str:
 def test_closed_only_after_the_configured_days(app: App, clock: FixedClock) -> None:
     number = resolved_ticket(app, clock)
     clock.advance(timedelta(days=6, hours=23))
-    assert autoclose.close_due(app) == []
+    assert jobs.close_resolved(app, clock.now()) == []
     clock.advance(timedelta(hours=2))
-    assert autoclose.close_due(app) == [number]
-    assert autoclose.close_due(app) == []  # once
+    assert jobs.close_resolved(app, clock.now()) == [number]
+    assert jobs.close_resolved(app, clock.now()) == []  # once
     with app.db.transaction() as s:
         ticket = tickets.get(s, number)
         assert ticket.status == "closed"
@@ -52,7 +53,7 @@ def test_closed_only_after_the_configured_days(app: App, clock: FixedClock) -> N
 def test_open_tickets_are_never_auto_closed(app: App, clock: FixedClock) -> None:
     Intake(app).ingest(RawMail(messages.mail(), "test"))
     clock.advance(timedelta(days=30))
-    assert autoclose.close_due(app) == []
+    assert jobs.close_resolved(app, clock.now()) == []
 
 
 def test_due_is_one_query_with_the_limit(app: App, clock: FixedClock) -> None:
@@ -70,7 +71,7 @@ def test_due_is_one_query_with_the_limit(app: App, clock: FixedClock) -> None:
     event.listen(app.db.engine, "before_cursor_execute", count)
     try:
         with app.db.transaction() as s:
-            due = autoclose.due(s, clock.now(), app.config.tickets.auto_close_days)
+            due = jobs.due_for_close(s, clock.now(), app.config.tickets.auto_close_days)
             found = [t.number for t in due]
     finally:
         event.remove(app.db.engine, "before_cursor_execute", count)
@@ -93,7 +94,7 @@ def test_a_mail_after_the_resolution_keeps_the_ticket_open_for_a_person(
     clock.advance(timedelta(days=10))
     with app.db.transaction() as s:
         assert tickets.get(s, number).status == "resolved"
-    assert autoclose.close_due(app) == []
+    assert jobs.close_resolved(app, clock.now()) == []
 
 
 def resolved_ticket_from(app: App, clock: FixedClock, n: int) -> str:
@@ -105,3 +106,31 @@ def resolved_ticket_from(app: App, clock: FixedClock, n: int) -> str:
         tickets.change(s, tickets.get(s, result.number), at=clock.now(),
                        actor="ops@corp.example", action="status", status="resolved")
     return result.number
+
+
+def test_sweep_reports_what_each_job_did(app: App, clock: FixedClock) -> None:
+    number = resolved_ticket(app, clock)
+    unassigned = Intake(app).ingest(RawMail(messages.mail(
+        sender="li@corp.example", message_id="<open@client.example>"), "test")).number
+    clock.advance(timedelta(days=8))
+    report = jobs.sweep(app)
+    assert report.at == clock.now()
+    assert [job.name for job in report.jobs] == ["sla-breach", "auto-close"]
+    assert report.done("sla-breach") == (unassigned,)   # resolved tickets are no breach
+    assert report.done("auto-close") == (number,)
+    assert report.changed and report.failed == ()
+    again = jobs.sweep(app)
+    assert again.done("sla-breach") == () and again.done("auto-close") == ()
+    assert not again.changed
+
+
+def test_a_failing_job_does_not_stop_the_others(app: App, clock: FixedClock) -> None:
+    def broken(app: App, now: object) -> list[str]:
+        raise RuntimeError("boom")
+
+    number = resolved_ticket(app, clock)
+    clock.advance(timedelta(days=8))
+    report = jobs.sweep(app, jobs=(("broken", broken), *jobs.JOBS))
+    [failed] = report.failed
+    assert failed.name == "broken" and failed.error == "RuntimeError: boom"
+    assert report.done("auto-close") == (number,)
