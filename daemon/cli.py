@@ -143,9 +143,8 @@ def _flush_outbox(app: App) -> None:
     if report.attempted:
         print(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed",
               file=sys.stderr)
-    if report.problem is not None:
-        print(f"outbox: {report.held} held (no attempt counted): {report.problem}",
-              file=sys.stderr)
+    if report.held:  # why is the outbox's one log line
+        print(f"outbox: {report.held} held", file=sys.stderr)
 
 
 def cmd_ingest(app: App, args: argparse.Namespace) -> int:
@@ -276,9 +275,8 @@ def cmd_outbox_flush(app: App, args: argparse.Namespace) -> int:
     print(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
           + (f", {report.held} held" if report.held else ""))
     if report.problem is not None:
-        # One line naming the server and what to fix; 2 when it is the configuration.
-        print(f"ticketd: {report.problem} ({report.held} mail(s) held, no attempt counted)",
-              file=sys.stderr)
+        # The outbox logged the one line naming the server and what to fix; 2 when it is
+        # the configuration (a refused login), 1 when the server is down.
         return report.problem.exit_code
     return 0 if not report.retrying else 1
 

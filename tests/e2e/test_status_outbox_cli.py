@@ -13,6 +13,7 @@ import pytest
 
 from tests import messages
 from tests.e2e.conftest import Run
+from tests.servers.dovecot import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -60,3 +61,32 @@ def test_status_and_outbox_after_ingest(ticketd: Run, site: Path) -> None:
     text = ticketd("status")
     assert text.returncode == 0, text.stderr
     assert "open tickets: 2" in text.stdout
+
+
+def test_mail_held_by_an_unreachable_server_shows_in_status(ticketd: Run, site: Path) -> None:
+    port = free_port()  # nothing listens there: connection refused
+    config = site / "config.toml"
+    config.write_text(config.read_text() + f'[smtp]\nbackend = "smtp"\nhost = "127.0.0.1"\n'
+                      f'port = {port}\nsecurity = "none"\n', encoding="utf-8")
+    mail = site / "m.eml"
+    mail.write_bytes(messages.mail(message_id="<held@client.example>"))
+    ingested = ticketd("ingest", str(mail))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "outbox: 1 held" in ingested.stderr
+
+    flushed = ticketd("outbox", "flush")
+    assert flushed.returncode == 1
+    assert flushed.stdout.strip() == "0 sent, 0 to retry, 0 failed, 1 held"
+    [line] = flushed.stderr.strip().splitlines()  # the outage, once
+    assert f"WARNING ticketd.outbox: smtp 127.0.0.1:{port}: cannot connect" in line
+    assert line.endswith("1 mail(s) held, no attempt counted; trying again later")
+
+    data = json.loads(ticketd("status", "--json").stdout)
+    assert data["outbox"]["held"] == 1 and data["outbox"]["retrying"] == 0
+    [problem] = data["problems"]
+    assert problem.startswith(f"outbox: 1 mail(s) held: smtp 127.0.0.1:{port}: cannot connect")
+    text = ticketd("status").stdout
+    assert text.startswith("PROBLEM: outbox: 1 mail(s) held")
+    assert "outbox: 0 queued, 0 retrying, 1 held," in text
+    listed = json.loads(ticketd("outbox", "list", "--json").stdout)
+    assert [(r["status"], r["attempts"]) for r in listed] == [("queued", 0)]

@@ -37,7 +37,7 @@ from daemon.replies.notify import Notify
 from daemon.replies.transports import SmtpTransport
 from tests import messages
 from tests.conftest import make_config
-from tests.servers.smtp import SmtpSink
+from tests.servers.smtp import SilentServer, SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]
 SMTP_PW_ENV = "TICKETD_TEST_SMTP_PASSWORD"
@@ -135,31 +135,6 @@ class CountingSmtp(SmtpTransport):
     def _connect(self) -> smtplib.SMTP:
         self.connects += 1
         return super()._connect()
-
-
-class SilentServer:
-    """A real loopback socket that accepts TCP connections and never says a word (a server
-    behind a firewall that drops packets after the handshake, or a hung MTA)."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.accepted:
-            conn.close()
 
 
 @pytest.fixture
