@@ -9,6 +9,7 @@ used as is. Migrations are alembic scripts shipped inside the package (``daemon/
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from daemon.errors import ConfigError, TransientError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# PostgreSQL SQLSTATEs worth retrying: the class 08 connection exceptions, serialization
+# failure, deadlock, lock not available, and the server shutting down or starting up.
+_TRANSIENT_SQLSTATE_CLASSES = ("08",)
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+# SQLite primary result codes worth retrying (the extended codes keep them in the low byte).
+_TRANSIENT_SQLITE_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -62,6 +70,29 @@ def resolve_url(url: str, base_dir: Path) -> str:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     return parsed.render_as_string(hide_password=False)
+
+
+def is_transient(exc: OperationalError) -> bool:
+    """A lock, a conflict or a lost connection (worth retrying), unlike a refused statement.
+
+    Decided by the driver's error code, never by the message text (a column named "timeout"
+    must not make a refused statement look like a timeout): psycopg's ``sqlstate``, SQLite's
+    ``sqlite_errorcode``. A psycopg error without a SQLSTATE never reached the server, and a
+    connection SQLAlchemy saw drop (``connection_invalidated``) is transient too.
+    """
+    if exc.connection_invalidated:
+        return True
+    orig: object = exc.orig
+    if hasattr(orig, "sqlstate"):  # psycopg 3
+        state = getattr(orig, "sqlstate", None)
+        if state is None:
+            return True
+        return str(state).startswith(_TRANSIENT_SQLSTATE_CLASSES) or \
+            state in _TRANSIENT_SQLSTATES
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _TRANSIENT_SQLITE_CODES
+    return False
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from daemon import classify, tickets
 from daemon.app import App
 from daemon.blobs import BlobStore
+from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
 from daemon.intake import rules
 from daemon.intake.parse import parse
@@ -103,16 +104,6 @@ class Notifier(Protocol):
 
     def ticket_reopened(self, session: Session, ticket: Ticket, message: Message,
                         mail: ParsedMail) -> None: ...
-
-
-_TRANSIENT_WORDS = ("locked", "busy", "deadlock", "could not serialize", "timeout",
-                    "timed out", "connection", "server closed", "terminat")
-
-
-def _transient(exc: OperationalError) -> bool:
-    """A lock, a timeout or a lost connection: worth retrying, unlike a refused statement."""
-    text = str(exc.orig).lower()
-    return bool(exc.connection_invalidated) or any(w in text for w in _TRANSIENT_WORDS)
 
 
 def content_hash(raw: bytes) -> str:
@@ -258,7 +249,7 @@ class Intake:
                                     message_id=mail.message_id)
             return self._quarantine(raw, f"{step} failed: {exc.orig}", mail.message_id)
         except OperationalError as exc:
-            if _transient(exc) or not self._database_answers():
+            if is_transient(exc) or not self._database_answers():
                 raise TransientError(f"database unavailable: {exc.orig}") from exc
             # The database is up and refused this message's statement: the message is the
             # problem, and it must not block the mailbox forever.
