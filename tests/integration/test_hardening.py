@@ -6,6 +6,7 @@ import io
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -30,7 +31,7 @@ def feed(app: App, raw: bytes, notify: bool = True) -> tuple[str, str | None]:
     return result.action, result.number
 
 
-def count(app: App, model: type) -> int:  # type: ignore[type-arg]
+def count(app: App, model: type[Any]) -> int:
     with app.db.transaction() as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
