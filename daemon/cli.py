@@ -40,13 +40,8 @@ def _emit_json(data: Any) -> None:
 
 
 def cmd_config_check(app: App, args: argparse.Namespace) -> int:
-    # Loading already validated the file; also resolve secrets so a missing one shows now.
-    cfg = app.config
-    for name, section in (("imap", cfg.imap), ("smtp", cfg.smtp)):
-        secret = section.password
-        if secret.configured and ((name == "smtp" and cfg.smtp.backend == "smtp") or
-                                  (name == "imap" and cfg.imap.host)):
-            secret.reveal()
+    # Loading already validated the file; read the secrets too, by the rule `run` uses.
+    configmod.check_secrets(app.config)
     print("ok")
     return 0
 
@@ -200,19 +195,19 @@ def cmd_tickets_reopen(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(app: App, args: argparse.Namespace) -> int:
-    from daemon import autoclose, desk
+    from daemon import jobs
 
-    report = desk.sweep_process(app)
-    closed = autoclose.close_due(app)
+    report = jobs.sweep(app)
     _flush_outbox(app)
-    data = {**report.as_dict(), "auto_closed": closed}
     if args.json:
-        _emit_json(data)
-        return 0
-    for key, numbers in data.items():
-        print(f"{key.replace('_', ' ')}: {len(numbers)}"
-              + (f" ({', '.join(numbers)})" if numbers else ""))
-    return 0
+        _emit_json({job.name: {"tickets": list(job.tickets), "error": job.error}
+                    for job in report.jobs})
+        return 1 if report.failed else 0
+    for job in report.jobs:
+        numbers = job.tickets
+        line = f"{job.name}: {len(numbers)}" + (f" ({', '.join(numbers)})" if numbers else "")
+        print(line + (f"  ERROR: {job.error}" if job.error else ""))
+    return 1 if report.failed else 0
 
 
 # ---------------------------------------------------------------- intake
@@ -237,6 +232,8 @@ def _flush_outbox(app: App) -> None:
     if report.attempted:
         print(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed",
               file=sys.stderr)
+    if report.held:  # why is the outbox's one log line
+        print(f"outbox: {report.held} held", file=sys.stderr)
 
 
 def cmd_ingest(app: App, args: argparse.Namespace) -> int:
@@ -364,7 +361,12 @@ def cmd_outbox_flush(app: App, args: argparse.Namespace) -> int:
     from daemon.replies import outbox
 
     report = outbox.flush(app, force=True)
-    print(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed")
+    print(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
+          + (f", {report.held} held" if report.held else ""))
+    if report.problem is not None:
+        # The outbox logged the one line naming the server and what to fix; 2 when it is
+        # the configuration (a refused login), 1 when the server is down.
+        return report.problem.exit_code
     return 0 if not report.retrying else 1
 
 

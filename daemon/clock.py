@@ -39,3 +39,21 @@ class FixedClock:
 
     def set(self, at: datetime) -> None:
         self._at = at
+
+
+class Backoff:
+    """Exponential delays in seconds (base, 2 base, 4 base ...) up to ``cap``; ``reset()``
+    after a success. Pure arithmetic: the caller waits, on whatever it can be woken from."""
+
+    def __init__(self, base: float = 1.0, cap: float = 60.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2.0 ** self.failures)
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0

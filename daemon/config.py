@@ -127,6 +127,31 @@ class Secret:
         return ""
 
 
+def required_secrets(config: Config) -> list[Secret]:
+    """Every password a connection of ``ticketd run`` will ask for, each source once.
+
+    The one rule that ``config check`` and ``run`` share: ``[imap]`` when it has a host, every
+    ``[[imap.mailboxes]]`` entry (its own password or the inherited one), and ``[smtp]`` when
+    the backend is ``smtp``. A section without ``password_env``/``password_file`` logs in
+    without a password (or not at all) and needs none.
+    """
+    imap = config.imap
+    wanted = [imap.password] if imap.host else []
+    wanted += [imap.mailbox_password(i) for i in range(len(imap.mailboxes))]
+    if config.smtp.backend == "smtp":
+        wanted.append(config.smtp.password)
+    return [s for s in dict.fromkeys(wanted) if s.configured]
+
+
+def check_secrets(config: Config) -> None:
+    """Read every required secret now: a ConfigError naming the file and key if one is missing."""
+    for secret in required_secrets(config):
+        try:
+            secret.reveal()
+        except ConfigError as exc:
+            raise ConfigError(f"{config.path or 'config'}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class SupportConfig:
     address: str = field(default="support@example.com", metadata=spec(_ADDRESS))
@@ -220,6 +245,14 @@ class ImapConfig:
     def password(self) -> Secret:
         return Secret("imap", self.password_env, Path(self.password_file) if self.password_file
                       else None)
+
+    def mailbox_password(self, index: int) -> Secret:
+        """The password of ``mailboxes[index]``: its own, else the one of ``[imap]``."""
+        box = self.mailboxes[index]
+        if not (box.password_env or box.password_file):
+            return self.password
+        return Secret(f"imap.mailboxes][{index}", box.password_env,
+                      Path(box.password_file) if box.password_file else None)
 
 
 @dataclass(frozen=True)

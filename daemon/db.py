@@ -9,6 +9,7 @@ used as is. Migrations are alembic scripts shipped inside the package (``daemon/
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,19 +17,31 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.errors import ConfigError, TransientError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# PostgreSQL SQLSTATEs worth retrying: the class 08 connection exceptions, serialization
+# failure, deadlock, lock not available, and the server shutting down or starting up.
+_TRANSIENT_SQLSTATE_CLASSES = ("08",)
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+# SQLite primary result codes worth retrying (the extended codes keep them in the low byte).
+_TRANSIENT_SQLITE_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def resolve_url(url: str, base_dir: Path) -> str:
-    """Make a relative SQLite path relative to the config file's folder, and create its folder."""
-    if url.startswith("postgres://"):  # the form many hosting panels hand out
+def parse_url(url: str, base_dir: Path) -> URL:
+    """The one reading of ``[database] url`` (``db``, ``inspect`` and every command use it).
+
+    ``postgres://`` (the form many hosting panels hand out) and a bare ``postgresql://`` mean
+    the psycopg 3 driver we ship; a relative SQLite path is relative to the config file's
+    folder. Nothing is created: :func:`resolve_url` also makes the SQLite file's folder.
+    """
+    if url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url[len("postgres://"):]
     try:
         parsed = make_url(url)
@@ -37,13 +50,49 @@ def resolve_url(url: str, base_dir: Path) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database)
         if not path.is_absolute():
-            path = base_dir / path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+            parsed = parsed.set(database=str(base_dir / path))
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
-        # The psycopg (3) driver is the one we ship; a bare postgresql:// URL means it too.
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for in-memory SQLite and for other databases)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def resolve_url(url: str, base_dir: Path) -> str:
+    """:func:`parse_url` as a string, with the SQLite file's folder created."""
+    parsed = parse_url(url, base_dir)
+    path = sqlite_path(parsed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_transient(exc: OperationalError) -> bool:
+    """A lock, a conflict or a lost connection (worth retrying), unlike a refused statement.
+
+    Decided by the driver's error code, never by the message text (a column named "timeout"
+    must not make a refused statement look like a timeout): psycopg's ``sqlstate``, SQLite's
+    ``sqlite_errorcode``. A psycopg error without a SQLSTATE never reached the server, and a
+    connection SQLAlchemy saw drop (``connection_invalidated``) is transient too.
+    """
+    if exc.connection_invalidated:
+        return True
+    orig: object = exc.orig
+    if hasattr(orig, "sqlstate"):  # psycopg 3
+        state = getattr(orig, "sqlstate", None)
+        if state is None:
+            return True
+        return str(state).startswith(_TRANSIENT_SQLSTATE_CLASSES) or \
+            state in _TRANSIENT_SQLSTATES
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _TRANSIENT_SQLITE_CODES
+    return False
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -4,29 +4,25 @@ Each function is one transaction: find the ticket, run the command object (the s
 handler's ``#command`` runs), queue the mails it implies, commit. A refused command raises
 :class:`~daemon.errors.Refused` before anything is written.
 
-:func:`sweep_process` is the process's periodic work: SLA-breach mails to team leads, the
-need_info reminder and the close after twice the wait. ``ticketd sweep`` runs it once;
-``ticketd run`` schedules it (under the sweep lease, one instance at a time).
+The periodic work of the process (SLA breaches, reminders, auto-close) is :mod:`daemon.jobs`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon import commands, sla, tickets
+from daemon import commands, tickets
 from daemon.app import App
 from daemon.commands.base import Context
 from daemon.errors import NotFound, Refused
 from daemon.intents import MailIntent
 from daemon.models import Ticket
 from daemon.replies.notify import Notify
-from daemon.states import Status
 from daemon.workflow import Process
 
 log = logging.getLogger("ticketd.desk")
@@ -76,52 +72,3 @@ def _ticket(session: Session, number: str) -> Ticket:
         return tickets.get(session, number)
     except NotFound as exc:
         raise Refused(str(exc)) from None
-
-
-# ---------------------------------------------------------------------- the sweeps
-
-
-@dataclass
-class SweepReport:
-    breaches: list[str] = field(default_factory=list)      # sla_breach mails sent
-    reminders: list[str] = field(default_factory=list)     # need_info reminders
-    closed: list[str] = field(default_factory=list)        # need_info tickets closed
-
-    def as_dict(self) -> dict[str, list[str]]:
-        return {"sla_breaches": self.breaches, "need_info_reminders": self.reminders,
-                "need_info_closed": self.closed}
-
-
-def sweep_process(app: App) -> SweepReport:
-    """One pass of the process clock (idempotent: each mail goes once)."""
-    now = app.clock.now()
-    report = SweepReport()
-    notify = Notify(app)
-    process = process_for(app, now)
-    wait = timedelta(hours=app.config.sla.need_info_reply_hours)
-    with app.ready_db().transaction() as session:
-        for breach in sla.breaches(session, now):
-            if breach.notified:
-                continue
-            ticket = session.get(Ticket, breach.ticket_id)
-            assert ticket is not None
-            notify.deliver(session, ticket, process.breach(session, ticket))
-            report.breaches.append(ticket.number)
-        waiting = session.scalars(select(Ticket).where(
-            Ticket.status == Status.NEED_INFO.value,
-            Ticket.status_changed_at <= now - wait).order_by(Ticket.id))
-        for ticket in waiting:
-            since = ticket.status_changed_at
-            assert since is not None
-            if since <= now - 2 * wait and ticket.reminded_at is not None:
-                hours = app.config.sla.need_info_reply_hours * 2
-                notify.deliver(session, ticket, process.close(
-                    session, ticket, actor=tickets.SYSTEM, auto=True,
-                    why=f"closed: no answer to the request for information within {hours} h"))
-                report.closed.append(ticket.number)
-            elif ticket.reminded_at is None:
-                notify.deliver(session, ticket, process.remind(session, ticket))
-                report.reminders.append(ticket.number)
-    for number in report.breaches:
-        log.warning("SLA breach: %s has no handler past its assignment deadline", number)
-    return report

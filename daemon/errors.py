@@ -2,23 +2,29 @@
 
 Every error ticketd raises on purpose derives from :class:`TicketdError`; the CLI turns
 one into a single stderr line and an exit status (2 for usage/configuration, 1 for runtime).
-The Transient / Permanent split drives retry policy (IMAP, SMTP, database)::
+The Transient / Permanent split drives retry policy (IMAP, SMTP, database); a
+:class:`LoginRefused` is neither: no amount of retrying fixes a wrong password, so the mail
+waits (in the IMAP folder, in the outbox, no attempt counted) until an admin fixes it::
 
     TicketdError
     ├── ConfigError            bad or missing config: file, [section] key, expected vs got (exit 2)
+    │   └── LoginRefused       a server refused our user or password (IMAP or SMTP)
     ├── UsageError             a command line that cannot be carried out as asked (exit 2)
     ├── NotFound               a ticket, template or message named by the user does not exist
     ├── Refused                the process does not allow a ticket command (exit 2)
     ├── TemplateError          a mail template does not parse, render or check
     ├── TransientError         worth retrying later: connection refused, SMTP 4xx, lock timeout
     │   ├── MailboxUnavailable IMAP server down or connection dropped
-    │   └── TransportTemporary SMTP 4xx / connection failure
+    │   └── TransportTemporary SMTP 4xx for one mail (one attempt counted)
+    │       └── TransportUnavailable  SMTP server unreachable: the whole batch waits, uncounted
     ├── PermanentError         retrying will not help
-    │   ├── MailboxRefused     IMAP login refused, STARTTLS unavailable, folder missing
+    │   ├── MailboxRefused     IMAP STARTTLS unavailable, certificate untrusted, folder missing
     │   └── TransportPermanent SMTP 5xx
-    └── IntakeOutcome          terminal outcome of one message in the intake pipeline
-        ├── Ignored(reason)    auto-reply, list mail, loop: never a ticket
-        └── Quarantine(reason) cannot be parsed or stored: raw bytes kept with the reason
+    └── Quarantine(reason)     one message cannot be parsed or stored: raw bytes kept with reason
+
+Intake's other terminal outcomes (duplicate, ignored, bounce) are not exceptions: the rules
+return a :class:`~daemon.intake.rules.RuleHit`, :func:`~daemon.intake.pipeline.decide` turns it
+into a ``Decision``, and the pipeline acts on that value.
 """
 
 from __future__ import annotations
@@ -34,6 +40,14 @@ class ConfigError(TicketdError):
     """The configuration file is missing, unreadable or has a wrong key or value."""
 
     exit_code = 2
+
+
+class LoginRefused(ConfigError):
+    """An IMAP or SMTP server refused ticketd's credentials.
+
+    Time does not fix it, an admin does: it is logged once (not on every reconnection), the
+    mail waits without counting attempts, and ``ticketd status`` and ``/healthz`` show it.
+    """
 
 
 class UsageError(TicketdError):
@@ -66,7 +80,13 @@ class MailboxUnavailable(TransientError):
 
 
 class TransportTemporary(TransientError):
-    """SMTP answered 4xx or the connection failed: the mail stays queued."""
+    """SMTP answered 4xx for one mail, or the connection broke while sending it: the mail
+    stays queued and one attempt is counted."""
+
+
+class TransportUnavailable(TransportTemporary):
+    """The SMTP server cannot be reached (refused, timed out, no greeting, no STARTTLS):
+    the whole batch is given back untried, and no mail loses an attempt."""
 
 
 class PermanentError(TicketdError):
@@ -74,24 +94,20 @@ class PermanentError(TicketdError):
 
 
 class MailboxRefused(PermanentError):
-    """IMAP login refused, STARTTLS not offered, or the folder does not exist."""
+    """IMAP STARTTLS not offered, certificate not trusted, or the folder does not exist."""
 
 
 class TransportPermanent(PermanentError):
     """SMTP answered 5xx: the mail is marked failed and logged on its ticket."""
 
 
-class IntakeOutcome(TicketdError):
-    """A terminal outcome for one message; carries the reason logged with its Message-ID."""
+class Quarantine(TicketdError):
+    """The message cannot be processed; its raw bytes are kept with this reason.
+
+    Raised by the parser and by ``decide``; the pipeline's safety net catches it (and any
+    other error while acting) and writes the quarantine row.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class Ignored(IntakeOutcome):
-    """The message must never open a ticket (auto-reply, list mail, our own loop)."""
-
-
-class Quarantine(IntakeOutcome):
-    """The message cannot be processed; its raw bytes are kept with this reason."""

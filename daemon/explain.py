@@ -40,14 +40,14 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, inspect, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool, StaticPool
 
 from daemon import classify, commands, desk
+from daemon import db as dbmod
 from daemon.app import App
-from daemon.errors import Quarantine
+from daemon.errors import ConfigError, Quarantine
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail
 from daemon.intake.pipeline import Decision, content_hash, decide, judge_trust
@@ -359,25 +359,20 @@ def _sqlite_engine(path: Path) -> Engine:
 
 def _open_source(app: App) -> _Source:
     """The configured database, opened so that nothing can be written; or the empty schema."""
-    url_text = app.config.database.url
     try:
-        url = make_url(url_text)
-    except ArgumentError:
-        return _empty_source(f"[database] url is not a database URL: {url_text!r}")
+        url = dbmod.parse_url(app.config.database.url, app.config.base_dir)
+    except ConfigError as exc:
+        return _empty_source(str(exc))
     if url.get_backend_name() == "sqlite":
-        if url.database in (None, "", ":memory:"):
+        path = dbmod.sqlite_path(url)
+        if path is None:
             return _empty_source("an in-memory SQLite database holds no tickets")
-        path = Path(url.database)
-        if not path.is_absolute():
-            path = app.config.base_dir / path
         if not path.is_file():
             return _empty_source(f"{path} does not exist")
         engine = _sqlite_engine(path)
         detail = f"SQLite {path}, opened read-only"
         read_only_sql = None
     else:
-        if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg2":
-            url = url.set(drivername="postgresql+psycopg")
         args: dict[str, Any] = ({"connect_timeout": 10}
                                 if url.get_backend_name() == "postgresql" else {})
         engine = create_engine(url, poolclass=NullPool, connect_args=args)

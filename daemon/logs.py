@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -54,3 +55,61 @@ def setup(*, debug: bool, cfg: Config | None, quiet: bool = False) -> None:
     scheduler.addHandler(handler)
     scheduler.setLevel(logging.DEBUG if debug else logging.WARNING)
     scheduler.propagate = False
+
+
+class Outage:
+    """A problem that comes back on every try (a server down, a password refused), logged
+    when it starts or changes, summarised at DEBUG while it lasts, and logged when it ends:
+    one line per outage, not one per try or per waiting mail.
+
+    Shared by the threads that try the same server (a mailbox's IDLE worker and poll job).
+    """
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.log = logger
+        self.what = what
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+        self._since: datetime | None = None
+        self.tries = 0
+
+    @property
+    def problem(self) -> str | None:
+        with self._lock:
+            return self._problem
+
+    @property
+    def since(self) -> datetime | None:
+        with self._lock:
+            return self._since
+
+    def failed(self, problem: str, at: datetime, *, level: int = logging.WARNING,
+               again: int = logging.INFO, detail: str = "") -> bool:
+        """Record a failed try; True (and one log line at ``level``) when the outage is new
+        or its cause changed, else a shorter line at ``again`` (DEBUG: logged only once)."""
+        with self._lock:
+            self.tries += 1
+            new = problem != self._problem
+            if self._problem is None:
+                self._since = at
+            self._problem = problem
+        tail = f"; {detail}" if detail else ""
+        if new:
+            self.log.log(level, "%s%s", problem, tail)
+        else:
+            since = self.since
+            self.log.log(again, "%s still failing since %s (try %d)%s", self.what,
+                         f"{since:%Y-%m-%d %H:%M:%S}" if since else "?", self.tries, tail)
+        return new
+
+    def ended(self, at: datetime) -> bool:
+        """Record a success; True (and one INFO line) when it ends an outage."""
+        with self._lock:
+            problem, since, tries = self._problem, self._since, self.tries
+            self._problem, self._since, self.tries = None, None, 0
+        if problem is None:
+            return False
+        seconds = int((at - since).total_seconds()) if since else 0
+        self.log.info("%s works again after %d s and %d failed tries (was: %s)", self.what,
+                      seconds, tries, problem)
+        return True

@@ -1,27 +1,30 @@
 """`ticketd run`: the long-running daemon that polls, IDLEs, sends and sweeps for months.
 
+This module is the lifecycle only: start, serve, reload, stop. The work is elsewhere: the
+IDLE worker in :mod:`daemon.intake.idle`, polling in :mod:`daemon.intake.imap`, sending in
+:mod:`daemon.replies.outbox`, the periodic site-wide jobs in :mod:`daemon.jobs`, health in
+:mod:`daemon.status`.
+
 Why it is shaped this way:
 
-* **Jobs** run on an APScheduler 3 ``BackgroundScheduler``: one poll job per mailbox (every
-  ``[imap] poll_interval`` seconds), the outbox flush (every few seconds) and the SLA sweep.
-  Every job has ``max_instances=1`` and ``coalesce=True`` (never overlaps itself, never runs a
-  backlog of missed runs), and catches its own errors: one log line, a failure counter, and
-  the next run comes at its next time.
-* **IMAP IDLE**: a thread per mailbox (when the server offers IDLE) keeps one connection
-  selected on the folder: catch up with a poll, IDLE, and on ``EXISTS`` poll again and flush
-  the outbox at once, so a new mail gets its acceptance within about a second. The IDLE is
-  re-issued every ``IDLE_RENEW`` (well inside the 29-minute limit of RFC 2177), and waits in
-  ``IDLE_CHECK`` slices so a stop request is seen within a second. A dropped connection is
-  re-established with exponential backoff (capped at ``BACKOFF_CAP``), one log line per try.
-  The poll job remains the safety net, on its own connection.
+* **Threads**: an APScheduler 3 ``BackgroundScheduler`` runs one poll job per mailbox (every
+  ``[imap] poll_interval`` seconds) and the sweep (:func:`daemon.jobs.sweep`, every
+  ``SWEEP_INTERVAL``). Every job has ``max_instances=1`` and ``coalesce=True`` and catches its
+  own errors: one log line, a failure counter, and the next run comes at its next time. One
+  IDLE worker per mailbox (when the server offers IDLE) answers new mail at once; the poll
+  job remains the safety net, on its own connection.
+* **Sending never blocks receiving**: one sender thread flushes the outbox every
+  ``FLUSH_INTERVAL`` seconds, and at once when a poll brought new mail (:meth:`on_new_mail`
+  only wakes it). An IDLE worker or a poll therefore never waits on SMTP: a server that
+  drops packets costs the sender one connection timeout per try, and the sender then backs off
+  (up to ``OUTAGE_BACKOFF_CAP``) until the server answers again.
 * **Several instances** share the work through leases (:mod:`daemon.leases`): only the holder
   of ``mailbox:<key>`` polls or IDLEs that mailbox; the outbox is claimed row by row with
-  ``FOR UPDATE SKIP LOCKED``; the SLA sweep holds ``job:sla-sweep``. An instance that dies
-  stops renewing, and another takes over when the lease expires (``[imap] lease_seconds``).
-* **Signals**: SIGTERM and SIGINT ask every loop to stop after the message in hand (the
-  ``stop`` callable of :func:`~daemon.intake.imap.poll_once`), then connections close, leases
-  are released, and :func:`run` returns 0. SIGHUP re-reads the config file; a bad file is
-  logged and the running config kept.
+  ``FOR UPDATE SKIP LOCKED``; the sweep holds ``job:sla-sweep``. An instance that dies stops
+  renewing, and another takes over when the lease expires (``[imap] lease_seconds``).
+* **Signals**: SIGTERM and SIGINT ask every loop to stop after the message in hand, then
+  connections close, leases are released, and :func:`run` returns 0. SIGHUP re-reads the
+  config file; a bad file is logged and the running config kept.
 * **Testable**: :class:`Service` works without threads too. :meth:`Service.run_until_idle`
   polls every mailbox, flushes and sweeps until a round brings nothing new (Mailman's
   ``make_testable_runner``); the daemon loop is the same steps on a schedule.
@@ -34,7 +37,6 @@ import dataclasses
 import functools
 import logging
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,57 +48,33 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from daemon import autoclose, leases, logs, sla, tickets
 from daemon import config as configmod
+from daemon import jobs, leases, logs, status
 from daemon.app import App
-from daemon.errors import ConfigError, MailboxUnavailable, TicketdError, TransientError
+from daemon.clock import Backoff
+from daemon.errors import ConfigError, LoginRefused, TicketdError, TransientError
 from daemon.httpd import HealthServer, HttpSettings, settings_from
 from daemon.intake import imap
+from daemon.intake.idle import IDLE_CHECK, IdleWorker
 from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.logs import Outage
 from daemon.metrics import Metrics
-from daemon.models import Event, MailboxCursor, Ticket
 from daemon.replies.notify import Notify
 from daemon.replies.outbox import FlushReport, flush
 from daemon.replies.transports import Transport
-from daemon.status import sla_breaches
 
 log = logging.getLogger("ticketd.service")
 
-IDLE_CHECK = 1.0              # seconds per idle_check slice: how soon a stop is noticed
-IDLE_RENEW = 25 * 60          # re-issue IDLE after this long (servers drop it after 29 min)
-FLUSH_INTERVAL = 5            # seconds between outbox flushes (plus one after every ingest)
-SLA_INTERVAL = 60             # seconds between SLA sweeps
-AUTO_CLOSE_INTERVAL = 3600    # seconds between auto-close sweeps
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 60.0            # the longest wait between reconnection attempts
+FLUSH_INTERVAL = 5            # seconds between outbox flushes (plus one after new mail)
+OUTAGE_BACKOFF_CAP = 300.0    # the longest wait between tries while SMTP cannot be reached
+BACKOFF_CAP = 60.0            # the longest wait between database connection attempts
 STOP_GRACE = 8.0              # seconds the threads get to finish after SIGTERM (< 10 s)
-SLA_LEASE = "job:sla-sweep"
-SLA_EVENT = "sla-breach"
 
 
 def lease_name(spec: imap.MailboxSpec) -> str:
     return f"mailbox:{spec.key}"
-
-
-class Backoff:
-    """Exponential delays: 1, 2, 4 ... seconds, capped; reset after a success."""
-
-    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> None:
-        self.base = base
-        self.cap = cap
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.base * 2.0 ** self.failures)
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 @dataclass
@@ -106,6 +84,7 @@ class Mailbox:
     spec: imap.MailboxSpec
     intake: Intake
     keeper: leases.Keeper
+    outage: Outage        # a refused login, shared by the IDLE worker and the poll job
     lock: threading.Lock = field(default_factory=threading.Lock)  # one poll at a time
     halt: threading.Event = field(default_factory=threading.Event)  # removed on reload
     worker: IdleWorker | None = None
@@ -115,8 +94,45 @@ class Mailbox:
         return self.spec.label
 
 
+class Sender(threading.Thread):
+    """Flushes the outbox every ``interval`` seconds and whenever :meth:`wake` is called;
+    while SMTP is down, waits with backoff instead (wake-ups do not shorten it)."""
+
+    def __init__(self, flush_once: Callable[[], FlushReport], halt: threading.Event,
+                 interval: float = FLUSH_INTERVAL) -> None:
+        super().__init__(name="ticketd-sender", daemon=True)
+        self._flush = flush_once
+        self._halt = halt
+        self._wanted = threading.Event()
+        self.interval = interval
+        self._outage = Backoff(base=interval, cap=OUTAGE_BACKOFF_CAP)
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self._wanted.clear()
+            delay = self.interval
+            try:
+                report = self._flush()
+            except (TransientError, OperationalError) as exc:
+                log.warning("outbox: %s (next try in %.0f s)", _one_line(exc), delay)
+            except Exception:
+                log.exception("outbox flush failed unexpectedly (next try in %.0f s)", delay)
+            else:
+                if report.problem is not None:
+                    delay = self._outage.next()
+                else:
+                    self._outage.reset()
+            if delay > self.interval:
+                self._halt.wait(delay)  # SMTP is down: new mail does not make it come back
+            else:
+                self._wanted.wait(delay)
+
+
 class Service:
-    """The daemon: mailboxes, jobs, IDLE workers, the HTTP endpoint and their lifecycle."""
+    """The daemon: mailboxes, jobs, IDLE workers, the sender, the HTTP endpoint; lifecycle."""
 
     def __init__(self, app: App, *, metrics: Metrics | None = None,
                  http: HttpSettings | None = None, transport: Transport | None = None,
@@ -129,11 +145,13 @@ class Service:
         self.idle_check = idle_check
         self.started_at = app.clock.now()
         self.boxes: dict[str, Mailbox] = {}
+        self.smtp = Outage(logging.getLogger("ticketd.outbox"), "smtp")
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
+        self._sender: Sender | None = None
         self._http: HealthServer | None = None
-        self._sla_keeper: leases.Keeper | None = None
+        self._sweep_keeper: leases.Keeper | None = None
         self._started = False
         root = logging.getLogger("ticketd")
         # Started with --debug (more verbose than the config asks): keep that across SIGHUP.
@@ -174,7 +192,8 @@ class Service:
             boxes[spec.key] = Mailbox(
                 spec, Intake(self.app, notifier=notifier, origin_mailbox=spec.label,
                              default_team=spec.team),
-                leases.Keeper(self.app, lease_name(spec), self.holder, cfg.lease_seconds))
+                leases.Keeper(self.app, lease_name(spec), self.holder, cfg.lease_seconds),
+                Outage(logging.getLogger("ticketd.imap"), f"imap {spec.label}"))
         return boxes
 
     def _ensure_boxes(self) -> None:
@@ -188,7 +207,8 @@ class Service:
         """Poll ``box`` once if we hold its lease; None when another poll or instance has it.
 
         ``wait``: wait for a poll of the same mailbox in another thread to end (the IDLE
-        worker does) instead of skipping (the scheduled job does).
+        worker does) instead of skipping (the scheduled job does). New mail wakes the sender;
+        the poll never sends itself.
         """
         if wait:
             while not box.lock.acquire(timeout=0.5):
@@ -201,8 +221,16 @@ class Service:
             if self._box_stopping(box) or not box.keeper.hold():
                 return None
             started = time.monotonic()
-            report = imap.poll_once(self.app, box.intake, box.spec, client=client,
-                                    stop=lambda: self._stop_after_message(box))
+            try:
+                report = imap.poll_once(self.app, box.intake, box.spec, client=client,
+                                        stop=lambda: self._stop_after_message(box))
+            except LoginRefused as exc:
+                box.outage.failed(str(exc), self.app.clock.now(), level=logging.ERROR,
+                                  again=logging.DEBUG,
+                                  detail="mail stays in the folder; trying again quietly")
+                self.metrics.failure(f"poll {box.label}")
+                return None
+            box.outage.ended(self.app.clock.now())
             self.metrics.poll(box.label, report, time.monotonic() - started,
                               self.app.clock.now())
         finally:
@@ -211,8 +239,13 @@ class Service:
             log.debug("%s: %d message(s) in %.2f s", box.label, len(report.results),
                       time.monotonic() - started)
             if any(r.action in ("created", "appended") for r in report.results):
-                self.flush()
+                self.on_new_mail()
         return report
+
+    def on_new_mail(self) -> None:
+        """Mail was queued: wake the sender (never send here; without threads, no-op)."""
+        if self._sender is not None:
+            self._sender.wake()
 
     def _stop_after_message(self, box: Mailbox) -> bool:
         """poll_once asks after every message: stop requested, or the lease lost?"""
@@ -226,55 +259,23 @@ class Service:
 
     def flush(self) -> FlushReport:
         """Send what is due (safe beside other flushes: rows are claimed one by one)."""
-        report = flush(self.app, self.transport, stop=self._stop.is_set)
+        report = flush(self.app, self.transport, stop=self._stop.is_set, outage=self.smtp)
         self.metrics.flush(report)
         return report
 
-    def sweep_sla(self) -> list[str]:
-        """Record an ``sla-breach`` event (once) on every open ticket past its assign deadline
-        without a handler; returns their numbers. One instance sweeps (a lease)."""
-        if self._sla_keeper is None:
-            self._sla_keeper = leases.Keeper(self.app, SLA_LEASE, self.holder,
-                                             self.app.config.imap.lease_seconds)
-        if not self._sla_keeper.hold():
-            return []
-        now = self.app.clock.now()
-        zone = self.app.config.support.zone
-        marked: list[str] = []
-        with self.app.ready_db().transaction() as session:
-            breaches = sla_breaches(session, now)
-            if not breaches:
-                return []
-            ids = [b.ticket_id for b in breaches]
-            done = set(session.scalars(select(Event.ticket_id).where(
-                Event.action == SLA_EVENT, Event.ticket_id.in_(ids))))
-            for breach in breaches:
-                if breach.ticket_id in done:
-                    continue
-                ticket = session.get(Ticket, breach.ticket_id)
-                assert ticket is not None
-                within = sla.assign_within(breach.priority)
-                tickets.record(
-                    session, ticket, at=now, actor=tickets.SYSTEM, action=SLA_EVENT,
-                    detail=f"{breach.priority} ticket not assigned within "
-                           f"{int(within.total_seconds() // 60)} min (deadline "
-                           f"{breach.deadline.astimezone(zone):%Y-%m-%d %H:%M %Z})")
-                marked.append(breach.number)
-        for number in marked:
-            log.warning("SLA breach: %s has no handler past its assign deadline", number)
-        return marked
-
-    def auto_close(self) -> list[str]:
-        """Close resolved tickets nobody answered in time (the sweep lease's holder does)."""
-        if self._sla_keeper is None:
-            self._sla_keeper = leases.Keeper(self.app, SLA_LEASE, self.holder,
-                                             self.app.config.imap.lease_seconds)
-        if not self._sla_keeper.hold():
-            return []
-        closed = autoclose.close_due(self.app)
-        if closed:
-            self.flush()
-        return closed
+    def sweep(self) -> jobs.SweepReport | None:
+        """Run the periodic jobs if this instance holds the sweep lease (None: another does)."""
+        if self._sweep_keeper is None:
+            self._sweep_keeper = leases.Keeper(self.app, jobs.SWEEP_LEASE, self.holder,
+                                               self.app.config.imap.lease_seconds)
+        if not self._sweep_keeper.hold():
+            return None
+        report = jobs.sweep(self.app, self.app.clock.now())
+        for failed in report.failed:
+            self.metrics.failure(f"sweep {failed.name}")
+        if report.changed:
+            self.on_new_mail()
+        return report
 
     def run_until_idle(self, rounds: int = 100) -> list[IntakeResult]:
         """Poll every mailbox, flush and sweep, until a round brings nothing new.
@@ -289,8 +290,8 @@ class Service:
                 report = self.poll(box, wait=True)
                 if report is not None:
                     got.extend(report.results)
+            self.sweep()
             self.flush()
-            self.sweep_sla()
             results.extend(got)
             if not got or self.stopping:
                 break
@@ -320,22 +321,20 @@ class Service:
         return run
 
     def _start_scheduler(self) -> None:
-        workers = len(self.boxes) + 4
+        workers = len(self.boxes) + 2
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
             timezone=UTC)
         now = datetime.now(UTC)
-        scheduler.add_job(self._job("outbox", self.flush), "interval", seconds=FLUSH_INTERVAL,
-                          id="outbox", name="outbox flush", next_run_time=now)
-        scheduler.add_job(self._job("auto-close", self.auto_close), "interval",
-                          seconds=AUTO_CLOSE_INTERVAL, id="auto-close", name="auto-close",
-                          next_run_time=now + timedelta(seconds=10))
-        scheduler.add_job(self._job("sla", self.sweep_sla), "interval", seconds=SLA_INTERVAL,
-                          id="sla", name="SLA sweep", next_run_time=now + timedelta(seconds=5))
+        scheduler.add_job(self._job("sweep", self.sweep), "interval",
+                          seconds=jobs.SWEEP_INTERVAL, id="sweep", name="sweep",
+                          next_run_time=now + timedelta(seconds=5))
         self._scheduler = scheduler
         self._add_poll_jobs()
         scheduler.start()
+        self._sender = Sender(self.flush, self._stop)
+        self._sender.start()
 
     def _add_poll_jobs(self) -> None:
         assert self._scheduler is not None
@@ -349,11 +348,22 @@ class Service:
                 seconds=interval, id=f"poll:{box.spec.key}", name=f"poll {box.label}",
                 next_run_time=first)
 
+    def _idle_worker(self, box: Mailbox) -> IdleWorker:
+        cfg = self.app.config.imap
+        return IdleWorker(
+            box.spec, poll=lambda client: self.poll(box, client, wait=True),
+            holding=box.keeper.hold, stopping=lambda: self._box_stopping(box),
+            sleep=lambda seconds: self.sleep(seconds, box),
+            standby=max(1, min(cfg.poll_interval, box.keeper.seconds // 2)),
+            poll_interval=cfg.poll_interval, outage=box.outage,
+            on_failure=lambda: self.metrics.failure("imap"), now=self.app.clock.now,
+            idle_check=self.idle_check)
+
     def _start_mailboxes(self) -> None:
         self.boxes = self._make_boxes()
         if self.app.config.imap.idle:
             for box in self.boxes.values():
-                box.worker = IdleWorker(self, box)
+                box.worker = self._idle_worker(box)
                 box.worker.start()
         if self._scheduler is not None:
             self._add_poll_jobs()
@@ -388,7 +398,7 @@ class Service:
 
     def _wait_for_database(self) -> bool:
         """Migrate the schema, retrying while the database is down; False if stopped."""
-        backoff = Backoff()
+        backoff = Backoff(cap=BACKOFF_CAP)
         while not self.stopping:
             try:
                 self.app.ready_db()
@@ -402,17 +412,9 @@ class Service:
                 self.sleep(delay)
         return False
 
-    def _check_secrets(self) -> None:
-        """A missing password is a config error now, not a reconnect loop later."""
-        for spec in imap.mailboxes(self.app.config.imap):
-            spec.password.reveal()
-        smtp = self.app.config.smtp
-        if smtp.backend == "smtp" and smtp.password.configured:
-            smtp.password.reveal()
-
     def start(self) -> bool:
         """Start everything in the background; False when stopped before the database came."""
-        self._check_secrets()
+        configmod.check_secrets(self.app.config)
         if not self._wait_for_database():
             return False
         if self.http_settings is not None:
@@ -421,7 +423,7 @@ class Service:
         self._start_mailboxes()
         self._start_scheduler()
         self._started = True
-        names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and SLA only)"
+        names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and sweep only)"
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",
                  self.holder, names, "on" if self.app.config.imap.idle else "off",
                  self.app.config.imap.poll_interval)
@@ -436,9 +438,13 @@ class Service:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         self._stop_mailboxes(deadline)
-        if self._sla_keeper is not None:
+        if self._sender is not None:
+            self._sender.wake()
+            self._sender.join(max(0.1, deadline - time.monotonic()))
+            self._sender = None
+        if self._sweep_keeper is not None:
             with contextlib.suppress(TicketdError):
-                self._sla_keeper.release()
+                self._sweep_keeper.release()
         if self._http is not None:
             self._http.stop()
             self._http = None
@@ -498,8 +504,7 @@ class Service:
                                  new.imap.idle != old.imap.idle or
                                  new.imap.lease_seconds != old.imap.lease_seconds)
             if mailboxes_changed:
-                for spec in imap.mailboxes(new.imap):
-                    spec.password.reveal()
+                configmod.check_secrets(new)
         except ConfigError as exc:
             log.error("SIGHUP: %s; keeping the running configuration", exc)
             return
@@ -539,168 +544,16 @@ class Service:
     # ------------------------------------------------------------------ health
 
     def health(self) -> dict[str, Any]:
-        """What ``/healthz`` answers: ok unless the database is down or a mailbox went stale.
-
-        Stale: no poll by any instance for three poll intervals (or two lease periods, when
-        that is longer: a takeover after a dead instance takes that long).
-        """
-        now = self.app.clock.now()
-        cfg = self.app.config.imap
-        stale = timedelta(seconds=max(3 * cfg.poll_interval, 2 * cfg.lease_seconds))
-        problems: list[str] = []
-        cursors: dict[str, datetime | None] = {}
-        try:
-            with self.app.db.transaction() as session:
-                cursors = {c.mailbox: c.last_poll_at
-                           for c in session.scalars(select(MailboxCursor))}
-        except SQLAlchemyError as exc:
-            problems.append(f"database: {str(exc).splitlines()[0]}")
+        """What ``/healthz`` answers (:func:`daemon.status.health`) with this instance's view."""
         here = self.metrics.last_polls()
-        boxes: dict[str, Any] = {}
-        for box in list(self.boxes.values()):
-            last = cursors.get(box.spec.key)
-            if not problems:
-                if last is None and now - self.started_at > stale:
-                    problems.append(f"{box.label}: never polled")
-                elif last is not None and now - last > stale:
-                    problems.append(f"{box.label}: last poll {int((now - last).total_seconds())}"
-                                    " s ago")
-            worker = box.worker
-            boxes[box.label] = {
-                "last_poll_at": last.isoformat() if last else None,
-                "last_poll_here_at": here[box.label].isoformat() if box.label in here else None,
-                "lease_held": box.keeper.held,
-                "idle": bool(worker and worker.idling),
-            }
-        return {"ok": not problems and not self.stopping, "problems": problems,
-                "instance": self.holder, "started_at": self.started_at.isoformat(),
-                "stopping": self.stopping, "mailboxes": boxes}
-
-
-class IdleWorker(threading.Thread):
-    """Holds one mailbox's IMAP connection in IDLE while this instance holds its lease."""
-
-    def __init__(self, service: Service, box: Mailbox) -> None:
-        super().__init__(name=f"ticketd-idle-{box.label}", daemon=True)
-        self.service = service
-        self.box = box
-        self.idling = False
-        self._client: IMAPClient | None = None
-        self._backoff = Backoff()
-
-    def _stopping(self) -> bool:
-        return self.service._box_stopping(self.box)
-
-    def abort(self) -> None:
-        """From another thread: break a blocked socket read so the thread can end."""
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(OSError):
-                client.socket().shutdown(socket.SHUT_RDWR)
-
-    def run(self) -> None:
-        label = self.box.label
-        standby = max(1, min(self.service.app.config.imap.poll_interval,
-                             self.box.keeper.seconds // 2))
-        failing = False
-        while not self._stopping():
-            try:
-                if not self.box.keeper.hold():
-                    self.service.sleep(standby, self.box)  # another instance has it
-                    continue
-                if not self._session(reconnected=failing):
-                    return  # no IDLE on this server: the poll job does the work
-                failing = False
-            except (TicketdError, OSError, IMAPClientError, OperationalError) as exc:
-                if self._stopping():
-                    break
-                failing = True
-                delay = self._backoff.next()
-                self.service.metrics.failure("imap")
-                why = _one_line(exc)
-                where = "" if why.startswith("imap ") else f"{label}: "
-                log.warning("%s%s; reconnecting in %.0f s", where, why, delay)
-                self.service.sleep(delay, self.box)
-            except Exception:
-                failing = True
-                delay = self._backoff.next()
-                self.service.metrics.failure("imap")
-                log.exception("%s: IDLE worker failed; restarting in %.0f s", label, delay)
-                self.service.sleep(delay, self.box)
-
-    def _session(self, *, reconnected: bool) -> bool:
-        """One connection: catch up, then IDLE / poll / flush until told to stop or the lease
-        is lost. False when the server has no IDLE."""
-        spec = self.box.spec
-        client = imap.connect(spec)
-        self._client = client
-        try:
-            if not client.has_capability("IDLE"):
-                log.info("%s: the server does not offer IDLE; polling every %d s", spec.label,
-                         self.service.app.config.imap.poll_interval)
-                return False
-            first = True
-            while not self._stopping():
-                report = self.service.poll(self.box, client, wait=True)
-                if report is None or self._stopping():  # stopping, or the lease went away
-                    return True
-                self._backoff.reset()
-                if first:
-                    log.info("%s: %s; waiting for mail with IDLE", spec.label,
-                             "reconnected" if reconnected else "connected")
-                    first = False
-                self._idle(client)
-            return True
-        finally:
-            self._client = None
-            self.idling = False
-            imap.quiet_logout(client)
-
-    def _idle(self, client: IMAPClient) -> None:
-        """IDLE until new mail, the renewal time, a lost lease or a stop request."""
-        client.idle()
-        self.idling = True
-        began = time.monotonic()
-        try:
-            while not self._stopping():
-                t0 = time.monotonic()
-                responses = client.idle_check(timeout=self.service.idle_check)
-                if any(_is(r, b"BYE") for r in responses):
-                    raise MailboxUnavailable(f"imap {self.box.spec.key}: server closed the "
-                                             "connection (BYE)")
-                if not responses and time.monotonic() - t0 < self.service.idle_check / 2 and \
-                        _at_eof(client):
-                    raise MailboxUnavailable(f"imap {self.box.spec.key}: connection closed")
-                if any(_is(r, b"EXISTS") for r in responses):
-                    break
-                if time.monotonic() - began > IDLE_RENEW or not self.box.keeper.hold():
-                    break
-        except BaseException:
-            self.idling = False
-            raise  # the connection is unusable; no DONE
-        self.idling = False
-        client.idle_done()
-
-
-def _is(response: Any, kind: bytes) -> bool:
-    """An idle_check response such as ``(3, b'EXISTS')`` or ``(b'BYE', b'...')``."""
-    return isinstance(response, tuple) and kind in response[:2]
-
-
-def _at_eof(client: IMAPClient) -> bool:
-    """idle_check returns [] on EOF; tell that apart from a quiet timeout."""
-    sock = client.socket()
-    timeout = sock.gettimeout()
-    try:
-        sock.setblocking(False)
-        try:
-            return bool(sock.recv(1, socket.MSG_PEEK) == b"")
-        finally:
-            sock.settimeout(timeout)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+        boxes = [status.MailboxState(
+            key=box.spec.key, label=box.label, lease_held=box.keeper.held,
+            idling=bool(box.worker and box.worker.idling),
+            last_poll_here=here.get(box.label), problem=box.outage.problem)
+            for box in list(self.boxes.values())]
+        return status.health(self.app, instance=self.holder, started_at=self.started_at,
+                             stopping=self.stopping, mailboxes=boxes,
+                             smtp_problem=self.smtp.problem)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from daemon.models import Ticket
 from daemon.states import Status
 
+CLOSED_STATUSES = (Status.RESOLVED.value, Status.CLOSED.value)
+
 ASSIGN_WITHIN: dict[str, timedelta] = {
     "P0": timedelta(minutes=15),
     "P1": timedelta(minutes=30),

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 
 from daemon.app import App
 from daemon.clock import FixedClock
-from daemon.config import from_mapping
+from daemon.config import Config, from_mapping
 
 pytest_plugins = ["tests.servers.plugin"]
 
@@ -60,7 +60,7 @@ def clock() -> FixedClock:
     return FixedClock(datetime(2023, 10, 27, 1, 30, tzinfo=UTC))
 
 
-def make_config(tmp_path: Path, database_url: str, **sections: dict[str, object]):  # type: ignore[no-untyped-def]
+def make_config(tmp_path: Path, database_url: str, **sections: dict[str, object]) -> Config:
     data: dict[str, dict[str, object]] = {
         "support": {"address": "support@corp.example", "name": "Corp Support"},
         "database": {"url": database_url},

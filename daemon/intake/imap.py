@@ -19,7 +19,6 @@ import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from daemon.app import App
 from daemon.config import ImapConfig, Secret
-from daemon.errors import MailboxRefused, MailboxUnavailable, TransientError
+from daemon.errors import LoginRefused, MailboxRefused, MailboxUnavailable, TransientError
 from daemon.intake.pipeline import Intake, IntakeResult
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor
@@ -78,10 +77,8 @@ def mailboxes(cfg: ImapConfig) -> list[MailboxSpec]:
     """Every configured mailbox: ``[imap]`` itself when it has a host, then each
     ``[[imap.mailboxes]]`` entry with its empty keys inherited from ``[imap]``."""
     specs = [MailboxSpec.from_config(cfg)] if cfg.host else []
-    for box in cfg.mailboxes:
-        secret = (Secret("imap.mailboxes", box.password_env,
-                         Path(box.password_file) if box.password_file else None)
-                  if box.password_env or box.password_file else cfg.password)
+    for index, box in enumerate(cfg.mailboxes):
+        secret = cfg.mailbox_password(index)
         specs.append(MailboxSpec(
             host=box.host or cfg.host, port=box.port or cfg.port,
             security=box.security or cfg.security, username=box.username or cfg.username,
@@ -105,7 +102,8 @@ class PollReport:
 
 
 def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMAPClient:
-    """A logged-in client; errors become MailboxUnavailable (retry) or MailboxRefused."""
+    """A logged-in client; errors become MailboxUnavailable (retry), LoginRefused (wrong
+    credentials: a configuration error) or MailboxRefused."""
     where = f"imap {spec.host}:{spec.port}"
     context = ssl_context or ssl.create_default_context(cafile=spec.ca_file or None)
     try:
@@ -128,7 +126,9 @@ def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMA
         client.login(spec.username, spec.password.reveal())
     except LoginError as exc:
         quiet_logout(client)
-        raise MailboxRefused(f"{where}: login refused for {spec.username}: {exc}") from exc
+        section = f"[{spec.password.section}]"
+        raise LoginRefused(f"{where}: login refused for {spec.username}: {exc}; check "
+                           f"{section} username and password_env/password_file") from exc
     except ssl.SSLCertVerificationError as exc:
         quiet_logout(client)
         raise MailboxRefused(f"{where}: server certificate not trusted ({exc.verify_message}); "

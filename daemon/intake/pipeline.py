@@ -31,6 +31,7 @@ from daemon.blobs import BlobStore
 from daemon.classify import Classification
 from daemon.commands import Context
 from daemon.commands import mail as handler_mail
+from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
 from daemon.intake import rules, trust
 from daemon.intake.parse import parse
@@ -109,16 +110,6 @@ class Notifier(Protocol):
 
     def deliver(self, session: Session, ticket: Ticket, intents: Sequence[MailIntent],
                 trigger: Trigger | None = None) -> Sequence[object]: ...
-
-
-_TRANSIENT_WORDS = ("locked", "busy", "deadlock", "could not serialize", "timeout",
-                    "timed out", "connection", "server closed", "terminat")
-
-
-def _transient(exc: OperationalError) -> bool:
-    """A lock, a timeout or a lost connection: worth retrying, unlike a refused statement."""
-    text = str(exc.orig).lower()
-    return bool(exc.connection_invalidated) or any(w in text for w in _TRANSIENT_WORDS)
 
 
 def content_hash(raw: bytes) -> str:
@@ -302,7 +293,7 @@ class Intake:
                                     message_id=mail.message_id)
             return self._quarantine(raw, f"{step} failed: {exc.orig}", mail.message_id)
         except OperationalError as exc:
-            if _transient(exc) or not self._database_answers():
+            if is_transient(exc) or not self._database_answers():
                 raise TransientError(f"database unavailable: {exc.orig}") from exc
             # The database is up and refused this message's statement: the message is the
             # problem, and it must not block the mailbox forever.

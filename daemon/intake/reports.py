@@ -25,14 +25,13 @@ import base64
 import quopri
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
-from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses, parseaddr
 from typing import TypeVar
 
+from daemon.intake.charsets import decode_bytes, decode_header_value
 from daemon.intake.parsed import Report
 
 __all__ = ["BounceEvidence", "bounce_evidence", "parse_report"]
@@ -542,23 +541,12 @@ def _header(message: Message, name: str) -> str | None:
 
 
 def _decode_header_value(value: str) -> str:
-    if "=?" in value:
-        with suppress(Exception):  # a broken encoded word: keep the raw text
-            value = str(make_header(decode_header(value)))
-    if any("\udc80" <= char <= "\udcff" for char in value):  # raw 8-bit bytes in a header
-        value = _decode_bytes(value.encode("ascii", "surrogateescape"), None)
-    return value
+    return decode_header_value(value, "report header").text
 
 
 def _decode_bytes(raw: bytes, charset: str | None) -> str:
-    for candidate in (charset, "utf-8", "gb18030"):
-        if not candidate:
-            continue
-        try:
-            return raw.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return raw.decode("latin-1")
+    """Bytes of a report part as text, by the rules every other part is read with."""
+    return decode_bytes(raw, charset, "report part")[0]
 
 
 def _is_null_path(value: str) -> bool:

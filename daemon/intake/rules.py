@@ -5,8 +5,9 @@ acknowledgement, we acknowledge the out-of-office, and so on. These rules recogn
 from its headers (RFC 3834 and what real MTAs and mail clients send). Each rule is a small
 named function that returns a :class:`Finding` (the reason, and the header that decided it) or
 None; :data:`RULES` lists them in order with the kind of mail each one recognises, and
-:func:`first_match` runs them. Rules only decide: the pipeline acts on the :class:`RuleHit`
-(``Ignored(reason)``), and ``ticketd inspect`` shows which rule and header matched.
+:func:`first_match` runs them. Rules only decide: ``pipeline.decide`` turns the
+:class:`RuleHit` into an "ignored" or "bounce" decision (a value, not an exception) that the
+pipeline acts on, and ``ticketd inspect`` shows which rule and header matched.
 
 The rules err towards opening a ticket. A person's mail must never be dropped because of a
 guess, so subject heuristics are limited to the well-known auto-reply prefixes followed by a

@@ -11,6 +11,12 @@ is no mail, if it commits the mail will go. :func:`flush` delivers what is due:
    ``queued`` with exponential backoff until ``max_attempts``; a permanent failure (5xx) is
    ``failed`` at once and logged on the ticket.
 
+A server that cannot be reached, or that refuses our login, is a fact about the server, not
+about a mail: the first failed connection ends the flush, every claimed row goes back to
+``queued`` untried (no attempt counted, ``last_error`` says why), and the outage is logged
+once when it starts and summarised once per flush while it lasts (:class:`~daemon.logs.Outage`
+shared across flushes by the caller), never once per mail.
+
 A process killed between 2 and 3 leaves the row ``sending`` with an expired lease: the next
 flush sends the same bytes again, with the same Message-ID, so a recipient's mail client shows
 one message, never a new one.
@@ -32,7 +38,14 @@ from sqlalchemy.orm import Session
 from daemon import tickets
 from daemon.addresses import normalize
 from daemon.app import App
-from daemon.errors import TransportPermanent, TransportTemporary
+from daemon.errors import (
+    LoginRefused,
+    TicketdError,
+    TransportPermanent,
+    TransportTemporary,
+    TransportUnavailable,
+)
+from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
 from daemon.replies.compose import to_bytes
 from daemon.replies.transports import Transport, from_config
@@ -45,10 +58,12 @@ STATUSES = ("queued", "sending", "sent", "failed")
 
 @dataclass
 class FlushReport:
-    attempted: int = 0
+    attempted: int = 0   # mails handed to the server
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    held: int = 0        # given back untried: the server could not be reached or refused us
+    problem: TicketdError | None = None  # why they were held
 
 
 def _pid_namespace() -> str:
@@ -120,8 +135,20 @@ def _claimer_is_dead(claimed_by: str | None) -> bool:
     return False
 
 
-def _claim(app: App, worker: str, limit: int,
-           force: bool = False) -> list[tuple[int, str, list[str], bytes]]:
+@dataclass(frozen=True)
+class Claim:
+    """One claimed row: what to send, and whose expired claim it takes over (if any)."""
+
+    id: int
+    message_id: str
+    sender: str
+    recipients: list[str]
+    raw: bytes
+    taken_from: str | None = None   # a claimer that died mid-send: this is a resend
+    taken_until: datetime | None = None  # its claim's end, to restore when given back
+
+
+def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim]:
     now = app.clock.now()
     with app.ready_db().transaction() as session:
         stmt = select(OutboxMail).where(_due(now, force)).order_by(OutboxMail.id).limit(limit)
@@ -134,27 +161,30 @@ def _claim(app: App, worker: str, limit: int,
             if not app.db.is_sqlite:
                 orphans = orphans.with_for_update(skip_locked=True)
             rows += [r for r in session.scalars(orphans) if _claimer_is_dead(r.claimed_by)]
-        for row in list(rows):
+        claims: list[Claim] = []
+        for row in rows:
             if row.status == "sending" and row.attempts >= app.config.smtp.max_attempts:
                 # Crashed mid-send every time: stop trying rather than crash forever.
                 row.status, row.claimed_by, row.claimed_until = "failed", None, None
                 row.last_error = f"claim expired mid-send {row.attempts} times; gave up"
                 log.error("outbox %s (%s): %s", row.id, row.message_id, row.last_error)
-                rows.remove(row)
                 continue
-            if row.status == "sending":
-                log.warning("outbox %s: claim by %s expired mid-send; sending again with the "
-                            "same Message-ID %s", row.id, row.claimed_by, row.message_id)
+            taken_from = (row.claimed_by or "unknown") if row.status == "sending" else None
+            taken_until = row.claimed_until if row.status == "sending" else None
             row.status = "sending"
             row.claimed_by = worker
             row.claimed_until = now + timedelta(seconds=app.config.smtp.claim_seconds)
             row.attempts += 1
-        return [(r.id, r.sender, list(r.recipients), r.raw) for r in rows]
+            claims.append(Claim(row.id, row.message_id, row.sender, list(row.recipients),
+                                row.raw, taken_from, taken_until))
+        return claims
 
 
 def _finish(app: App, row_id: int, *, error: Exception | None = None,
-            refused: dict[str, str] | None = None, release: bool = False) -> str:
-    """Record one outcome; returns the row's new status."""
+            refused: dict[str, str] | None = None, release: Claim | None = None) -> str:
+    """Record one outcome; returns the row's new status. ``release``: never tried (``error``
+    says why): the row is put back as it was before the claim, without the attempt it
+    counted (a dead worker's claim stays that worker's, so its resend is still noticed)."""
     now = app.clock.now()
     cfg = app.config.smtp
     with app.db.transaction() as session:
@@ -163,8 +193,14 @@ def _finish(app: App, row_id: int, *, error: Exception | None = None,
         row.claimed_by = None
         row.claimed_until = None
         ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
-        if release:  # never tried: the connection failed before this one's turn
-            row.status, row.attempts = "queued", max(0, row.attempts - 1)
+        if release is not None:
+            row.attempts = max(0, row.attempts - 1)
+            row.last_error = f"not sent: {error}" if error else row.last_error
+            if release.taken_from is not None:
+                row.status, row.claimed_by = "sending", release.taken_from
+                row.claimed_until = release.taken_until
+            else:
+                row.status = "queued"
             return row.status
         if error is None:
             row.status, row.sent_at, row.last_error = "sent", now, None
@@ -195,43 +231,69 @@ def _finish(app: App, row_id: int, *, error: Exception | None = None,
 
 
 def flush(app: App, transport: Transport | None = None, *, limit: int | None = None,
-          force: bool = False, stop: Callable[[], bool] | None = None) -> FlushReport:
-    """Send every due mail now (``force``: ignore retry backoff); stops early when the server
-    cannot be reached, or between batches when ``stop()`` says so."""
+          force: bool = False, stop: Callable[[], bool] | None = None,
+          outage: Outage | None = None) -> FlushReport:
+    """Send every due mail now (``force``: ignore retry backoff).
+
+    Stops at the first connection that fails (one try per flush, whatever the queue holds),
+    or between batches when ``stop()`` says so. ``outage`` carries the state of an SMTP
+    outage from one flush to the next (the daemon keeps one); without it the outage is
+    logged as new.
+    """
     report = FlushReport()
     worker = worker_id()
     batch_size = limit or app.config.smtp.batch_size
     transport = transport or from_config(app.config.smtp)
+    outage = outage or Outage(log, "smtp")
     while True:
         claimed = _claim(app, worker, batch_size, force)
         if not claimed:
-            return report
-        unreachable = False
+            break
         with transport:
-            for index, (row_id, sender, recipients, raw) in enumerate(claimed):
-                report.attempted += 1
+            for index, claim in enumerate(claimed):
                 try:
-                    refused = transport.send(sender, recipients, raw)
+                    refused = transport.send(claim.sender, claim.recipients, claim.raw)
+                except (TransportUnavailable, LoginRefused) as exc:
+                    # The server, not this mail: give the batch back untried.
+                    for rest in claimed[index:]:
+                        _finish(app, rest.id, error=exc, release=rest)
+                    report.held += len(claimed) - index
+                    report.problem = exc
+                    break
                 except (TransportTemporary, TransportPermanent) as exc:
-                    status = _finish(app, row_id, error=exc)
+                    status = _finish(app, claim.id, error=exc)
                 except Exception as exc:  # one unsendable mail must never block the queue
-                    log.exception("outbox %s: unexpected error while sending", row_id)
-                    status = _finish(app, row_id, error=TransportPermanent(
+                    log.exception("outbox %s: unexpected error while sending", claim.id)
+                    status = _finish(app, claim.id, error=TransportPermanent(
                         f"cannot send: {type(exc).__name__}: {exc}"))
-                    if isinstance(exc, TransportTemporary):
-                        # The server is down or busy: give the rest of the batch back untried.
-                        for rest in claimed[index + 1:]:
-                            _finish(app, rest[0], release=True)
-                        unreachable = True
                 else:
-                    status = _finish(app, row_id, refused=refused)
+                    status = _finish(app, claim.id, refused=refused)
+                report.attempted += 1
+                if claim.taken_from is not None:
+                    log.warning("outbox %s: claim by %s expired mid-send; sent again with the "
+                                "same Message-ID %s (%s)", claim.id, claim.taken_from,
+                                claim.message_id, status)
                 report.sent += status == "sent"
                 report.retrying += status == "queued"
                 report.failed += status == "failed"
-                if unreachable:
-                    break
-        if unreachable or len(claimed) < batch_size or (stop is not None and stop()):
-            return report
+        if report.problem is not None or len(claimed) < batch_size or (
+                stop is not None and stop()):
+            break
+    _log_outage(app, report, outage)
+    return report
+
+
+def _log_outage(app: App, report: FlushReport, outage: Outage) -> None:
+    """One line when an outage starts, one summary per flush while it lasts, one at its end."""
+    now = app.clock.now()
+    if report.problem is not None:
+        config = isinstance(report.problem, LoginRefused)
+        outage.failed(str(report.problem), now,
+                      level=logging.ERROR if config else logging.WARNING,
+                      detail=f"{report.held} mail(s) held, no attempt counted; "
+                             + ("fix the configuration" if config else "trying again later"))
+    elif report.attempted:
+        outage.ended(now)
 
 
 @dataclass(frozen=True)

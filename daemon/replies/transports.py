@@ -2,9 +2,15 @@
 
 A transport is used as a context manager around one batch, so SMTP reuses a single connection
 for every mail of a flush. ``send`` returns normally when the mail was accepted and raises
-:class:`~daemon.errors.TransportTemporary` (connection refused or dropped, 4xx: try again later)
-or :class:`~daemon.errors.TransportPermanent` (5xx: retrying will not help). The outbox turns
-those into retries with backoff or a recorded delivery failure.
+
+* :class:`~daemon.errors.TransportUnavailable` when the server cannot be reached at all
+  (refused, timed out, no greeting, no STARTTLS): nothing about this mail was tried, and the
+  outbox gives the whole batch back without counting an attempt;
+* :class:`~daemon.errors.LoginRefused` when the server refuses our credentials: the same, and
+  it is a configuration error an admin must fix;
+* :class:`~daemon.errors.TransportTemporary` for this mail only (4xx, connection dropped
+  mid-send: try again later, one attempt counted);
+* :class:`~daemon.errors.TransportPermanent` (5xx: retrying will not help).
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from daemon.config import SmtpConfig
-from daemon.errors import TransportPermanent, TransportTemporary
+from daemon.errors import (
+    LoginRefused,
+    TransportPermanent,
+    TransportTemporary,
+    TransportUnavailable,
+)
 
 
 class Transport(Protocol):
@@ -113,7 +124,7 @@ class SmtpTransport:
                 client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout,
                                       local_hostname=self.local_hostname)
         except (smtplib.SMTPException, OSError) as exc:
-            raise TransportTemporary(f"{self.where}: cannot connect: {exc}") from exc
+            raise TransportUnavailable(f"{self.where}: cannot connect: {_reason(exc)}") from exc
         try:
             self._greet(client)
         except BaseException:
@@ -127,7 +138,7 @@ class SmtpTransport:
             client.ehlo()
             if cfg.security == "starttls":
                 if not client.has_extn("starttls"):
-                    raise TransportTemporary(
+                    raise TransportUnavailable(
                         f"{self.where}: server does not offer STARTTLS; not sending in plain text")
                 client.starttls(context=self.context)
                 client.ehlo()
@@ -135,10 +146,11 @@ class SmtpTransport:
                 client.login(cfg.username, cfg.password.reveal())
         except smtplib.SMTPAuthenticationError as exc:
             # A wrong password is fixed by an admin, not by time: keep the mail queued, say so.
-            raise TransportTemporary(f"{self.where}: login refused for {cfg.username}: "
-                                     f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
+            raise LoginRefused(f"{self.where}: login refused for {cfg.username}: "
+                               f"{exc.smtp_code} {_text(exc.smtp_error)}; check [smtp] "
+                               "username and password_env/password_file") from exc
         except (smtplib.SMTPException, OSError) as exc:
-            raise TransportTemporary(f"{self.where}: cannot connect: {exc}") from exc
+            raise TransportUnavailable(f"{self.where}: cannot connect: {_reason(exc)}") from exc
 
     def send(self, sender: str, recipients: Sequence[str], raw: bytes) -> dict[str, str]:
         if self._client is None:
@@ -180,6 +192,11 @@ class SmtpTransport:
         if self._client is not None:
             self._client.close()
         self._client = None
+
+
+def _reason(exc: BaseException) -> str:
+    """``timed out`` rather than an empty string for a bare socket timeout."""
+    return str(exc) or type(exc).__name__
 
 
 def _text(value: bytes | str) -> str:

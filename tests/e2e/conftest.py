@@ -7,12 +7,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
+# str output, or bytes when the input was bytes (`quarantine show`, binary stdin).
+Run = Callable[..., subprocess.CompletedProcess[Any]]
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def ticketd(site: Path) -> Run:
     """Run `python -m daemon ARGS` in the site folder; returns the completed process."""
 
     def run(*args: str, input: str | bytes | None = None, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+            cwd: Path | None = None) -> subprocess.CompletedProcess[Any]:
         full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         full_env.pop("TICKETD_CONFIG", None)
         if env and "TICKETD_CONFIG" in env:

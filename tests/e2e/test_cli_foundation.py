@@ -85,3 +85,17 @@ def test_show_and_list_json_shape(ticketd: Run, site: Path) -> None:
 def test_debug_shows_traceback(ticketd: Run) -> None:
     res = ticketd("--debug", "tickets", "show", "TS20990101000001")
     assert res.returncode == 1 and "Traceback" in res.stderr
+
+
+def test_config_check_and_run_agree_on_a_mailbox_secret(ticketd: Run, site: Path) -> None:
+    cfg = site / "mailbox-secret.toml"
+    cfg.write_text('[imap]\nhost = "127.0.0.1"\nusername = "u"\n'
+                   '[[imap.mailboxes]]\nname = "sales"\nusername = "s"\n'
+                   'password_env = "TICKETD_TEST_UNSET_SALES_PW"\n')
+    expected = ("[imap.mailboxes][0] password_env: environment variable "
+                "TICKETD_TEST_UNSET_SALES_PW is not set")
+    check = ticketd("--config", str(cfg), "config", "check")
+    run = ticketd("--config", str(cfg), "run")
+    assert (check.returncode, run.returncode) == (2, 2)
+    assert check.stderr.strip() == f"{cfg}: {expected}"
+    assert run.stderr.strip().splitlines()[-1] == check.stderr.strip()

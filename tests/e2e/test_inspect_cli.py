@@ -98,3 +98,28 @@ def test_exit_codes(ticketd: Run, site: Path) -> None:
     assert missing.returncode == 2
     assert "nope.eml: no such file" in missing.stderr
     assert ticketd("inspect").returncode == 2
+
+
+def test_reads_the_database_by_every_url_spelling_db_accepts(ticketd: Run, site: Path,
+                                                             database_url: str) -> None:
+    """`postgres://` (hosting panels) and a relative SQLite path: inspect reads the URL the
+    way every other command does (db.parse_url), so it finds the ticket ingest made."""
+    first = site / "first.eml"
+    first.write_bytes(messages.mail(message_id="<spelling@client.example>"))
+    ingested = ticketd("ingest", str(first))
+    assert ingested.returncode == 0, ingested.stderr
+    number = ingested.stdout.split()[0]
+    if database_url.startswith("sqlite"):
+        other = "sqlite:///tickets.db"  # relative to the config file's folder
+    else:
+        other = "postgres://" + database_url.split("://", 1)[1]
+    config = site / "config.toml"
+    config.write_text(config.read_text().replace(database_url, other), encoding="utf-8")
+    assert other in config.read_text()
+    reply = site / "reply.eml"
+    reply.write_bytes(messages.mail(subject="Re: 打印机",
+                                    in_reply_to="<spelling@client.example>"))
+    res = ticketd("inspect", "--json", str(reply))
+    assert res.returncode == 0, res.stderr
+    verdict = json.loads(res.stdout)["verdict"]
+    assert (verdict["action"], verdict["number"]) == ("follow-up", number)

@@ -40,7 +40,7 @@ def test_poll_once_ingests_moves_and_writes_acceptance(ticketd: Run, site: Path,
 def test_poll_errors_are_one_line(ticketd: Run, site: Path, imap: Dovecot) -> None:
     configure(site, imap)
     res = ticketd("poll", "--once", env={"T_IMAP_PW": "wrong"})
-    assert res.returncode == 1
+    assert res.returncode == 2  # a refused password is a configuration error
     assert "login refused for support" in res.stderr and "Traceback" not in res.stderr
     assert "wrong" not in res.stderr  # never a secret
     assert ticketd("poll").returncode == 2  # continuous polling is `ticketd run`

@@ -228,19 +228,22 @@ def reader() -> Iterator[Callable[[Path], App]]:
 
 
 @pytest.mark.slow
-def test_idle_delivers_acceptance_within_3_seconds(
+def test_idle_delivers_acceptance_before_the_next_poll(
         tmp_path: Path, sqlite_site: str, imap: Dovecot, smtp_server: SmtpSink,
         start_daemon: Callable[..., Daemon], reader: Callable[[Path], App]) -> None:
+    """With the poll 600 s away, only IDLE can bring the mail in: the acceptance arriving at
+    all proves the push path. How fast it comes is printed, not asserted (a loaded machine
+    would flake); bench/idle_latency.py measures it."""
     config = write_config(tmp_path, sqlite_site, imap, smtp_server, poll_interval=600)
     daemon = start_daemon(config)
     daemon.wait_log("waiting for mail with IDLE")  # caught up, connection in IDLE
+    polls = daemon.log().count("waiting for mail with IDLE")
 
     started = time.monotonic()
     imap.append(USER, messages.mail(sender="王五 <wang.wu@corp.example>"))
-    got = smtp_server.wait_for(1, timeout=3.0)
-    latency = time.monotonic() - started
-    print(f"IDLE: appended -> acceptance received in {latency:.2f} s")
-    assert latency < 3.0
+    got = smtp_server.wait_for(1, timeout=60)
+    print(f"IDLE: appended -> acceptance received in {time.monotonic() - started:.2f} s")
+    assert daemon.log().count("waiting for mail with IDLE") == polls  # no reconnect between
     assert got[0].rcpt_tos == ("wang.wu@corp.example",)
     assert "工单已受理" in str(got[0].message["Subject"])
 
@@ -423,11 +426,14 @@ def test_status_and_sla_sweep(service_app: App, imap: Dovecot, clock: FixedClock
     assert data["tickets"]["open"] == 1 and data["sla"]["breaches"] == 0
     with service_app.db.transaction() as session:
         assert session.scalars(select(Ticket.team)).one() == "sales"  # the mailbox's team
-    assert service.sweep_sla() == []
+    report = service.sweep()
+    assert report is not None and report.done("sla-breach") == ()
 
     clock.advance(timedelta(hours=3))  # past every assign deadline
-    assert service.sweep_sla() == [result.number]
-    assert service.sweep_sla() == []  # recorded once
+    report = service.sweep()
+    assert report is not None and report.done("sla-breach") == (result.number,)
+    report = service.sweep()
+    assert report is not None and report.done("sla-breach") == ()  # recorded once
     with service_app.db.transaction() as session:
         events = session.scalars(select(Event.detail).where(Event.action == "sla-breach"))
         assert len(list(events)) == 1

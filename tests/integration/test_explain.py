@@ -410,7 +410,7 @@ def test_explain_changes_nothing_in_any_store(busy: App, tmp_path: Path) -> None
     with app.db.transaction() as session:
         ours = session.scalars(select(OutboxMail.message_id)).first()
         number = session.execute(text("SELECT number FROM tickets ORDER BY id")).scalars().first()
-    assert ours is not None
+    assert ours is not None and number is not None
     # Close our own pool first: a second connection inside this process would share its
     # SQLite shared-memory index (see the module docstring); ticketd inspect has none.
     app.db.dispose()
@@ -440,6 +440,7 @@ def test_inspect_beside_a_process_holding_the_database_changes_nothing(
     app = busy
     with app.db.transaction() as session:  # this process now holds a pooled connection
         number = session.execute(text("SELECT number FROM tickets ORDER BY id")).scalars().first()
+    assert number is not None
     files = _sqlite_files(app)
     if app.db.is_sqlite:
         assert {name.rsplit("-", 1)[-1] for name in files} >= {"wal", "shm"}

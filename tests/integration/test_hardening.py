@@ -6,11 +6,12 @@ import io
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from daemon import autoclose, tickets
+from daemon import jobs, tickets
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.config import load
@@ -30,7 +31,7 @@ def feed(app: App, raw: bytes, notify: bool = True) -> tuple[str, str | None]:
     return result.action, result.number
 
 
-def count(app: App, model: type) -> int:  # type: ignore[type-arg]
+def count(app: App, model: type[Any]) -> int:
     with app.db.transaction() as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
@@ -99,7 +100,7 @@ def test_a_reply_to_a_resolved_ticket_reopens_it_and_stops_auto_close(
         kinds = list(s.scalars(select(OutboxMail.kind).order_by(OutboxMail.id)))
         assert kinds == ["acceptance"]
     clock.advance(timedelta(days=10))
-    assert autoclose.close_due(app) == []
+    assert jobs.close_resolved(app, clock.now()) == []
 
 
 def test_mail_reusing_one_of_our_message_ids_is_a_new_ticket_not_lost(app: App) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from daemon import tickets
 from daemon.app import App
 from daemon.clock import FixedClock
-from daemon.errors import MailboxRefused, MailboxUnavailable
+from daemon.errors import ConfigError, LoginRefused, MailboxRefused, MailboxUnavailable
 from daemon.intake import imap as imap_intake
 from daemon.intake.pipeline import Intake, IntakeResult
 from daemon.intake.sources import RawMail
@@ -39,7 +39,7 @@ def imap_app(tmp_path: Path, database_url: str, clock: FixedClock, imap: Dovecot
 
 def spec_of(app: App, **changes: object) -> imap_intake.MailboxSpec:
     spec = imap_intake.MailboxSpec.from_config(app.config.imap)
-    return imap_intake.MailboxSpec(**{**spec.__dict__, **changes})  # type: ignore[arg-type]
+    return imap_intake.MailboxSpec(**{**spec.__dict__, **changes})
 
 
 def ticket_count(app: App) -> int:
@@ -137,10 +137,14 @@ def test_starttls_not_offered_is_an_error_never_plain_text(imap_app: App) -> Non
         imap_intake.connect(spec_of(imap_app, security="starttls"))
 
 
-def test_wrong_password_is_refused(imap_app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_is_a_configuration_error(imap_app: App,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "wrong")
-    with pytest.raises(MailboxRefused, match="login refused"):
+    with pytest.raises(LoginRefused, match="login refused") as refused:
         imap_intake.connect(spec_of(imap_app))
+    assert isinstance(refused.value, ConfigError) and refused.value.exit_code == 2
+    assert "check [imap] username and password_env/password_file" in str(refused.value)
+    assert "wrong" not in str(refused.value)
 
 
 def test_server_down_is_transient(imap_app: App) -> None:
@@ -148,7 +152,7 @@ def test_server_down_is_transient(imap_app: App) -> None:
         imap_intake.connect(spec_of(imap_app, port=1))
 
 
-class OldServerClient(IMAPClient):
+class OldServerClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no types
     """A real connection that pretends the server lacks MOVE and UIDPLUS (older servers)."""
 
     def has_capability(self, capability: str) -> bool:

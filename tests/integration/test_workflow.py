@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from daemon import desk, tickets
+from daemon import desk, jobs, tickets
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.config import from_mapping
@@ -105,6 +105,13 @@ def text_of(msg: EmailMessage) -> str:
     body = msg.get_body(("plain",))
     assert body is not None
     return str(body.get_content())
+
+
+def swept(app: App, job: str) -> tuple[str, ...]:
+    """Run the sweep once; the tickets ``job`` acted on."""
+    report = jobs.sweep(app)
+    assert not report.failed, report.failed
+    return report.done(job)
 
 
 def ticket(app: App, number: str = FIRST) -> dict[str, Any]:
@@ -230,16 +237,36 @@ def test_a_p0_is_never_held_its_missing_details_are_asked_in_the_acceptance(app:
 def test_need_info_gets_one_reminder_then_closes(app: App, clock: FixedClock) -> None:
     feed(app, messages.mail(subject="系统报错", body="报错了。\n"))
     clock.advance(timedelta(hours=71, minutes=59))
-    assert desk.sweep_process(app).reminders == []
+    assert swept(app, "need-info-reminder") == ()
     clock.advance(timedelta(minutes=1))
-    assert desk.sweep_process(app).reminders == [FIRST]
-    assert desk.sweep_process(app).reminders == []  # once
+    assert swept(app, "need-info-reminder") == (FIRST,)
+    assert swept(app, "need-info-reminder") == ()  # once
     assert "提醒" in text_of(last_mail(app, "need_info"))
     clock.advance(timedelta(hours=72))
-    report = desk.sweep_process(app)
-    assert report.closed == [FIRST]
+    assert swept(app, "need-info-close") == (FIRST,)
     assert ticket(app)["status"] == "closed"
     assert sent(app)[-1] == ("closed", ["zhang.san@corp.example"])
+
+
+def test_resolved_tickets_close_after_auto_close_days_unless_answered(
+        app: App, clock: FixedClock) -> None:
+    feed(app, messages.mail(subject="OA 打不开", body=OUTAGE))
+    feed(app, messages.mail(subject="OA 又打不开", body=OUTAGE))
+    desk.run(app, FIRST, [("resolve", "重启了")], actor=WANG)
+    desk.run(app, "TS20231027000002", [("resolve", "重启了")], actor=LI)
+    clock.advance(timedelta(days=1))
+    feed(app, messages.mail(subject="Re: [TS20231027000002] OA 又打不开",
+                            body="好像还有点慢，我再观察一下。\n"))
+    desk.run(app, "TS20231027000002", [("resolve", "已优化")], actor=LI)
+    clock.advance(timedelta(days=6, seconds=-1))
+    assert swept(app, "auto-close") == ()
+    clock.advance(timedelta(seconds=1))
+    assert swept(app, "auto-close") == (FIRST,)   # the other was resolved again a day later
+    assert ticket(app)["status"] == "closed"
+    text = text_of(last_mail(app, "closed"))
+    assert "重启了" in text
+    clock.advance(timedelta(days=1))
+    assert swept(app, "auto-close") == ("TS20231027000002",)
 
 
 # ---------------------------------------------------------------- SLA
@@ -252,10 +279,10 @@ def test_sla_breach_mails_the_lead_once_exactly_at_the_deadline(
     feed(app, messages.mail(subject="OA 打不开", body=OUTAGE))  # P0: 15 minutes
     assert ticket(app)["status"] == "new"
     clock.advance(timedelta(minutes=14, seconds=59))
-    assert desk.sweep_process(app).breaches == []
+    assert swept(app, "sla-breach") == ()
     clock.advance(timedelta(seconds=1))
-    assert desk.sweep_process(app).breaches == [FIRST]
-    assert desk.sweep_process(app).breaches == []
+    assert swept(app, "sla-breach") == (FIRST,)
+    assert swept(app, "sla-breach") == ()
     assert sent(app)[-1] == ("sla_breach", [LEAD])
     assert "超时提醒" in str(last_mail(app, "sla_breach")["Subject"])
     assert ticket(app)["deadlines"]["breached"] is True
@@ -264,7 +291,7 @@ def test_sla_breach_mails_the_lead_once_exactly_at_the_deadline(
     desk.run(app, FIRST, [("priority", "P3")], actor=None)
     assert ticket(app)["deadlines"]["breached"] is False
     clock.advance(timedelta(hours=2))
-    assert desk.sweep_process(app).breaches == [FIRST]
+    assert swept(app, "sla-breach") == (FIRST,)
 
 
 def test_a_team_without_a_lead_escalates_to_the_support_address(
@@ -272,7 +299,7 @@ def test_a_team_without_a_lead_escalates_to_the_support_address(
     app = make_app(teams=[TEAMS[0], TEAMS[1], {"name": "admins"}])
     feed(app, messages.mail(subject="申请开通 SAP 权限", body="系统：SAP\n部门：财务部\n"))
     clock.advance(timedelta(hours=1))
-    desk.sweep_process(app)
+    jobs.sweep(app)
     # Our own address never gets mail from us: the breach is logged, the mail suppressed.
     assert "sla-breach" in actions(app)
     assert sent(app)[-1][0] == "acceptance"

@@ -7,12 +7,16 @@ does it: ``fail_next(n, code)`` answers the next ``n`` DATA commands with that c
 
 Tests assert on ``received`` (or ``wait_for(count)``, which blocks on a condition variable
 until the server thread has recorded the mail: an event, not a sleep).
+
+:class:`SilentServer` is the other kind of broken server: it accepts TCP connections and never
+says a word, as a host behind a firewall that drops packets after the handshake does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import socket
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -273,3 +277,50 @@ class SmtpSink:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<SmtpSink {self.host}:{self.port} {state} received={len(self.received)}>"
+
+
+class SilentServer:
+    """A real loopback socket that accepts TCP connections and never answers (no greeting).
+
+    ``accepted`` lists the connections taken, so a test can count how often a client tried;
+    ``close()`` closes them all, which ends a client's blocked read at once.
+    """
+
+    host: str = HOST
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((HOST, 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="silent-smtp", daemon=True)
+        self._thread.start()
+
+    @property
+    def accepted(self) -> list[socket.socket]:
+        with self._lock:
+            return list(self._accepted)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._accepted.append(conn)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        self.listener.close()
+        with self._lock:
+            for conn in self._accepted:
+                conn.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -60,7 +60,9 @@ def test_unnamed_attachments_get_names_from_their_type() -> None:
 def test_inline_image_with_content_id() -> None:
     msg = base()
     msg.add_alternative('<p>Logo: <img src="cid:logo123@example.com"></p>', subtype="html")
-    html_part = msg.get_payload()[1]
+    payload = msg.get_payload()
+    assert isinstance(payload, list) and isinstance(payload[1], EmailMessage)
+    html_part = payload[1]
     html_part.add_related(b"\x89PNG\r\n", maintype="image", subtype="png",
                           cid="<logo123@example.com>")
     parsed = parse(bytes(msg))

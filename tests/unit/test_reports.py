@@ -440,6 +440,32 @@ def test_chinese_tuixin_from_postmaster(policy: Policy) -> None:
     )
 
 
+HKSCS_BODY = """\
+您好，
+
+您發送的郵件未能成功投遞。
+收件人: zhang.san@kehu.example.cn
+退信原因: 550 5.1.1 收件人信箱啱啱停用 (User not found)
+
+------------------ 原始郵件 ------------------
+From: support@support.example
+To: zhang.san@kehu.example.cn
+Message-ID: <ack.TS20240308000005.cn@support.example>
+"""
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_big5_bounce_with_hkscs_characters_is_read_like_any_other_part(policy: Policy) -> None:
+    """Labelled big5 but written in Big5-HKSCS (as Hong Kong providers send it): reports.py
+    reads it with intake.charsets like every other part, not with a decoder of its own."""
+    raw = CHINESE_TUIXIN.split(b"\n\n", 1)[0].replace(b"charset=GBK", b"charset=big5")
+    raw += b"\n\n" + base64.encodebytes(HKSCS_BODY.encode("big5hkscs"))
+    report = parse_report(parse(raw, policy))
+    assert report is not None
+    assert report.diagnostic == "退信原因: 550 5.1.1 收件人信箱啱啱停用 (User not found)"
+    assert report.original_message_id == "ack.TS20240308000005.cn@support.example"
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_text_bounce_that_says_delayed(policy: Policy) -> None:
     raw = QMAIL_FAILURE.replace(b"Subject: failure notice", b"Subject: Warning: message delayed")

@@ -46,6 +46,8 @@ def upgrade() -> None:
     op.execute("UPDATE tickets SET status = CASE WHEN handler IS NULL THEN 'new' "
                "ELSE 'accepted' END WHERE status = 'open'")
     op.execute("UPDATE tickets SET status_changed_at = updated_at")
+    op.execute("UPDATE tickets SET resolved_at = updated_at WHERE status = 'resolved'")
+    op.execute("UPDATE tickets SET closed_at = updated_at WHERE status = 'closed'")
     with op.batch_alter_table("tickets", naming_convention=CONVENTION) as batch:
         batch.alter_column("co_handlers", server_default=None)
         batch.create_check_constraint(
