@@ -93,15 +93,15 @@ def test_subject_number_from_a_stranger_appends_untrusted_under_append(
     assert "appended and flagged as untrusted" in verdict.note
 
 
-def test_a_stranger_replying_to_our_mail_is_trusted(session: Session) -> None:
-    """Our Message-IDs carry a secret token: naming one proves a real reply (a forwarded
-    acceptance answered by a colleague), though the sender is no participant."""
+def test_a_stranger_replying_to_our_mail_joins_the_ticket_untrusted(session: Session) -> None:
+    """Naming one of our Message-IDs proves which ticket a reply is about (a forwarded
+    acceptance answered by a colleague), not who sent it: kept with the ticket, untrusted."""
     known = ticket(session)
     message(session, known, "ticketd.secret@corp.example", direction="out")
     verdict = verdict_of(session, subject=f"Re: [{NUMBER}]", sender="x@else.example",
                          in_reply_to="<ticketd.secret@corp.example>")
     assert (verdict.action, verdict.rule, verdict.ticket_id) == ("follow-up", "subject", known.id)
-    assert verdict.participant is False and verdict.trusted is True
+    assert verdict.participant is False and verdict.trusted is False
 
 
 def test_a_number_that_names_no_ticket_never_makes_a_ghost(session: Session) -> None:
