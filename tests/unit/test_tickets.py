@@ -53,15 +53,15 @@ def test_create_logs_every_initial_value(session: Session, ticket: Ticket) -> No
 def test_change_logs_only_what_changed(session: Session, ticket: Ticket) -> None:
     later = AT + timedelta(minutes=5)
     event = tickets.change(session, ticket, at=later, actor="ops@corp.example",
-                           action="assigned", detail="taken", status="open",
+                           action="assigned", detail="taken", status="accepted",
                            handler="ops@corp.example", team="ops")
     assert event is not None
     assert event.before == {"status": "new", "handler": None}  # team was already ops
-    assert event.after == {"status": "open", "handler": "ops@corp.example"}
+    assert event.after == {"status": "accepted", "handler": "ops@corp.example"}
     assert (event.at, event.actor, event.action, event.detail) == (
         later, "ops@corp.example", "assigned", "taken")
     assert (ticket.status, ticket.handler, ticket.updated_at) == (
-        "open", "ops@corp.example", later)
+        "accepted", "ops@corp.example", later)
     assert [e.action for e in events(session, ticket)] == ["created", "assigned"]
 
 
