@@ -51,6 +51,13 @@ class Metrics:
         self.last_poll_timestamp = Gauge("ticketd_last_poll_timestamp_seconds",
                                          "Unix time of the last successful poll",
                                          ["mailbox"], registry=r)
+        self.sla_breaches = Gauge("ticketd_sla_breaches_open",
+                                  "Tickets without a main handler past their assignment "
+                                  "deadline", ["team", "priority"], registry=r)
+        self.sla_breach_mails = Counter("ticketd_sla_breach_mails",
+                                        "sla_breach mails sent to team leads", registry=r)
+        self.ratings = Gauge("ticketd_ratings", "Requesters' satisfaction ratings (1-5) "
+                             "given, by team", ["team", "rating"], registry=r)
         self._lock = threading.Lock()
         self._last_poll: dict[str, datetime] = {}
 
@@ -71,6 +78,20 @@ class Metrics:
         self.mails_sent.inc(report.sent)
         self.mails_retried.inc(report.retrying)
         self.mails_failed.inc(report.failed)
+
+    def process(self, breaches: dict[str, dict[str, int]], ratings: dict[str, dict[str, int]],
+                breach_mails: int = 0) -> None:
+        """The process's numbers after a sweep: open breaches and ratings (gauges read from
+        the database, so every instance reports the same), breach mails just sent."""
+        self.sla_breaches.clear()
+        for team, by_priority in breaches.items():
+            for priority, count in by_priority.items():
+                self.sla_breaches.labels(team, priority).set(count)
+        self.ratings.clear()
+        for team, scores in ratings.items():
+            for score, count in scores.items():
+                self.ratings.labels(team, score).set(count)
+        self.sla_breach_mails.inc(breach_mails)
 
     def failure(self, job: str) -> None:
         self.failures.labels(job).inc()

@@ -273,6 +273,9 @@ class Service:
         report = jobs.sweep(self.app, self.app.clock.now())
         for failed in report.failed:
             self.metrics.failure(f"sweep {failed.name}")
+        breaches, ratings = status.process_gauges(self.app)
+        self.metrics.process(breaches, ratings, breach_mails=len(
+            next((j.tickets for j in report.jobs if j.name == "sla-breach"), ())))
         if report.changed:
             self.on_new_mail()
         return report

@@ -29,6 +29,7 @@ from typing import Any
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from daemon import sla
 from daemon.app import App
@@ -84,6 +85,7 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
             .where(Ticket.status.not_in(CLOSED_STATUSES))
             .group_by(Ticket.status, Ticket.priority)).all()
         breaches = sla_breaches(session, now)
+        ratings = ratings_by_team(session)
 
     mailboxes = []
     problems: list[str] = []
@@ -133,12 +135,42 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
         "tickets": {"open": sum(by_status.values()), "by_status": dict(sorted(by_status.items())),
                     "by_priority": dict(sorted(by_priority.items())),
                     "by_status_and_priority": matrix},
-        "sla": {"breaches": len(breaches), "tickets": [
+        "sla": {"breaches": len(breaches),
+                "by_team_and_priority": breach_counts(breaches),
+                "tickets": [
             {"number": b.number, "priority": b.priority, "team": b.team,
              "created_at": b.created_at.isoformat(), "assign_by": b.deadline.isoformat(),
-             "minutes_overdue": int((now - b.deadline).total_seconds() // 60)}
+             "minutes_overdue": int((now - b.deadline).total_seconds() // 60),
+             "lead_told": b.notified}
             for b in breaches]},
+        "ratings": ratings,
     }
+
+
+def breach_counts(breaches: Sequence[sla.Breach]) -> dict[str, dict[str, int]]:
+    """Open breaches as {team: {priority: count}} (the /metrics gauge reads the same)."""
+    counts: dict[str, dict[str, int]] = {}
+    for b in breaches:
+        team = counts.setdefault(b.team or "-", {})
+        team[b.priority] = team.get(b.priority, 0) + 1
+    return counts
+
+
+def ratings_by_team(session: Session) -> dict[str, dict[str, int]]:
+    """The requesters' 1-5 ratings as {team: {"1".."5": count}}."""
+    rows = session.execute(select(Ticket.team, Ticket.rating, func.count())
+                           .where(Ticket.rating.is_not(None))
+                           .group_by(Ticket.team, Ticket.rating)).all()
+    found: dict[str, dict[str, int]] = {}
+    for team, score, count in rows:
+        found.setdefault(team or "-", {})[str(score)] = int(count)
+    return found
+
+
+def process_gauges(app: App) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """(open SLA breaches by team and priority, ratings by team) for /metrics."""
+    with app.ready_db().transaction() as session:
+        return breach_counts(sla_breaches(session, app.clock.now())), ratings_by_team(session)
 
 
 def _ago(seconds: int | None) -> str:
@@ -180,6 +212,10 @@ def render(data: dict[str, Any]) -> str:
                      f"{item['minutes_overdue']} min past its assign deadline")
     if breaches["breaches"] > 20:
         lines.append(f"  ... and {breaches['breaches'] - 20} more (--json lists all)")
+    for team, scores in sorted(data.get("ratings", {}).items()):
+        total = sum(scores.values())
+        mean = sum(int(k) * v for k, v in scores.items()) / total
+        lines.append(f"ratings {team}: {total} rated, average {mean:.1f}/5")
     return "\n".join(lines)
 
 
