@@ -181,3 +181,66 @@ def test_request_to_resolution_through_the_daemon(
     assert "服务已恢复" in resolution.message.get_body(("plain",)).get_content()
     code, _ = daemon.terminate()
     assert code == 0
+
+
+@pytest.mark.slow
+def test_handlers_by_mail_through_the_daemon(
+        tmp_path: Path, sqlite_site: str, imap: Dovecot, smtp_server: SmtpSink,  # noqa: F811
+        start_daemon: Callable[..., Daemon]) -> None:  # noqa: F811
+    config = write_config(tmp_path, sqlite_site, imap, smtp_server, poll_interval=600)
+    config.write_text(config.read_text().replace(
+        "[imap]", '[mail]\ntrusted_authserv_ids = ["mx.corp.example"]\n[imap]') + TEAMS,
+        encoding="utf-8")
+    daemon = start_daemon(config)
+    daemon.wait_log("waiting for mail with IDLE")
+    imap.append(USER, messages.mail(subject="OA 打不开", body=OUTAGE,
+                                    message_id="<outage@client.example>"))
+    first = smtp_server.wait_for(2, timeout=60)
+    assigned = next(m for m in first if m.rcpt_tos == ("wang@corp.example",))
+    subject = f"RE: {assigned.message['Subject']}"
+    ours = str(assigned.message["Message-ID"])
+    wang = "王工 <wang@corp.example>"
+
+    def from_wang(body: str, **extra: object) -> bytes:
+        return messages.mail(subject=subject, sender=wang, in_reply_to=ours, references=ours,
+                             body=body, **extra)  # type: ignore[arg-type]
+
+    for raw in (
+        # forged: the handler's From, no token, no header of ours -> nothing
+        messages.mail(subject=subject, sender=wang, body="#resolve 搞定\n"),
+        # forged Authentication-Results from somebody else's server -> nothing
+        messages.mail(subject=subject, sender=wang, body="#close\n", headers={
+            "Authentication-Results": "mx.evil.example; dmarc=pass header.from=corp.example"}),
+        # the requester's "#resolve" is text: it reaches the handler, with the attachment
+        messages.mail(subject=subject, body="#resolve 请尽快\n日志见附件。\n",
+                      in_reply_to="<outage@client.example>",
+                      attachments=[("oa.log", "text/plain", b"error 503")]),
+        # one refused command refuses all: only the command_result goes out
+        from_wang("#优先级 P2\n#指派 nobody@else.example\n内部说明。\n"),
+        # an answer with a file: relayed to the requester with it
+        from_wang("已定位原因，修复说明见附件。\n",
+                  attachments=[("fix.pdf", "application/pdf", b"%PDF-1.4")]),
+        # resolve in Chinese: resolution + command_result
+        from_wang("#解决\n已扩容磁盘并重启服务。\n"),
+        # the requester confirms: closed
+        messages.mail(subject=f"Re: {subject}", body="已解决，谢谢！满意度：5\n"),
+    ):
+        imap.append(USER, raw)
+    got = smtp_server.wait_for(8, timeout=90)
+    kinds = [(m.rcpt_tos, str(m.message["Subject"])) for m in got[2:]]
+    update, result_refused, reply, resolution_or_result_a, resolution_or_result_b, closed = (
+        got[2:])
+    assert update.rcpt_tos == ("wang@corp.example",), kinds
+    assert "#resolve 请尽快" in update.message.get_body(("plain",)).get_content()
+    assert [p.get_filename() for p in update.message.iter_attachments()] == ["oa.log"]
+    assert result_refused.rcpt_tos == ("wang@corp.example",)
+    assert "nobody@else.example" in result_refused.message.get_body(("plain",)).get_content()
+    assert reply.rcpt_tos == ("zhang.san@corp.example",)
+    assert [p.get_filename() for p in reply.message.iter_attachments()] == ["fix.pdf"]
+    final = {resolution_or_result_a.rcpt_tos, resolution_or_result_b.rcpt_tos}
+    assert final == {("zhang.san@corp.example",), ("wang@corp.example",)}
+    assert closed.rcpt_tos == ("zhang.san@corp.example",)
+    assert "已关闭" in str(closed.message["Subject"])
+    assert all("搞定" not in m.message.as_string() for m in got)
+    code, _ = daemon.terminate()
+    assert code == 0

@@ -53,7 +53,9 @@ def make_app(tmp_path: Path, database_url: str, clock: FixedClock
              ) -> Iterator[Callable[..., App]]:
     made: list[App] = []
 
-    def build(teams: list[dict[str, Any]] | None = None, **sections: dict[str, Any]) -> App:
+    def build(teams: list[dict[str, Any]] | None = None,
+              categories: list[dict[str, Any]] | None = None,
+              **sections: dict[str, Any]) -> App:
         data: dict[str, Any] = {
             "support": {"address": "support@corp.example", "name": "技术支持",
                         "timezone": "Asia/Shanghai"},
@@ -62,6 +64,8 @@ def make_app(tmp_path: Path, database_url: str, clock: FixedClock
             "attachments": {"dir": str(tmp_path / "attachments")},
             "teams": TEAMS if teams is None else teams,
         }
+        if categories is not None:
+            data["categories"] = categories
         for name, values in sections.items():
             data.setdefault(name, {}).update(values)
         application = App(from_mapping(data, where="test.toml", base=tmp_path), clock=clock)
@@ -186,6 +190,24 @@ def test_english_requesters_read_english_labels(app: App) -> None:
     text = text_of(last_mail(app, "acceptance"))
     assert "System failure" in text and "Operations" in text
     assert "系统故障" not in text and "运维组" not in text
+
+
+def test_configured_categories_route_and_require_their_own_details(
+        make_app: Callable[..., App]) -> None:
+    app = make_app(categories=[
+        {"name": "打印机", "label_en": "Printer", "team": "dev", "keywords": ["打印机", "printer"],
+         "required": ["department"]},
+        {"name": "其他", "label_en": "Other", "team": "ops", "keywords": []},
+    ])
+    feed(app, messages.mail(subject="三楼打印机卡纸", body="打印机卡纸了。\n"))
+    t = ticket(app)
+    assert (t["category"], t["team"], t["status"]) == ("打印机", "dev", "need_info")
+    assert "部门" in text_of(last_mail(app, "need_info"))
+    feed(app, messages.mail(subject=f"回复：[{FIRST}] 三楼打印机卡纸", body="部门：财务部\n"))
+    assert (ticket(app)["status"], ticket(app)["handler"]) == ("accepted", DEV1)
+    feed(app, messages.mail(subject="Printer jam", sender="amy@corp.example",
+                            body="The printer jams.\nDepartment: Finance\n"))
+    assert "Printer" in text_of(last_mail(app, "acceptance"))
 
 
 def test_copy_cc_false_copies_nobody(make_app: Callable[..., App]) -> None:
