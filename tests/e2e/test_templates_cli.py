@@ -121,3 +121,18 @@ def test_a_broken_edit_keeps_mail_flowing_with_the_last_good_version(
             assert last is not None and "已收到" in last.subject
     finally:
         app.close()
+
+
+def test_a_broken_layout_is_reported_with_the_mails_that_use_it(ticketd: Run,
+                                                                site_templates: Path) -> None:
+    layout = site_templates / "en" / "_layout.html"
+    lines = layout.read_text(encoding="utf-8").splitlines()
+    lines[9] = "{% block content %}{{ number }"
+    layout.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = ticketd("templates", "check")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{layout}:10: syntax error" in res.stderr
+    for kind in ("acceptance", "need_info", "reply", "resolution"):
+        assert f"{site_templates / 'en' / kind}.html:1: broken: it uses {layout}" in res.stderr
+    # the packaged mails that use the (site) layout are marked too, and no partial is misnamed
+    assert "unknown mail kind" not in res.stderr
