@@ -279,6 +279,24 @@ def cmd_outbox_flush(app: App, args: argparse.Namespace) -> int:
     return 0 if not report.retrying else 1
 
 
+def cmd_outbox_resend(app: App, args: argparse.Namespace) -> int:
+    from daemon.replies import resend
+
+    target = args.target.strip()
+    if target.isdigit():
+        if args.kind:
+            raise UsageError(f"outbox resend: {target} is an outbox id, which takes no kind; "
+                             "for a ticket give its number (TS...) and a kind")
+        result = resend.requeue(app, int(target))
+    elif not args.kind:
+        raise UsageError(f"outbox resend: expected a kind after the ticket number {target}, "
+                         f"e.g. `ticketd outbox resend {target} acceptance`")
+    else:
+        result = resend.resend(app, target, args.kind)
+    print(json.dumps(result.as_dict(), ensure_ascii=False) if args.json else result.line())
+    return 1 if result.action == "failed" else 0
+
+
 def cmd_templates_check(app: App, args: argparse.Namespace) -> int:
     problems = app.templates.check()
     for problem in problems:
@@ -400,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox_list)
     op.add_parser("flush", help="send queued mail now").set_defaults(func=cmd_outbox_flush)
+    p = op.add_parser("resend", help="queue outbox mail ID again, or write the KIND mail of "
+                                     "ticket NUMBER again and queue it")
+    p.add_argument("target", metavar="ID|NUMBER", help="an outbox id, or a ticket number")
+    p.add_argument("kind", nargs="?", metavar="KIND", help="with a ticket number: the mail kind")
+    p.add_argument("--json", action="store_true", help="the result as a JSON object")
+    p.set_defaults(func=cmd_outbox_resend)
 
     tp = group("templates", "mail templates")
     tp.add_parser("check", help="check every template; exit 2 on any problem").set_defaults(

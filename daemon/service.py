@@ -420,6 +420,7 @@ class Service:
             self._http.start()
         self._start_mailboxes()
         self._start_scheduler()
+        self.app.templates.problems()  # logs each broken template and its fallback now
         self._started = True
         names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and SLA only)"
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",
@@ -572,6 +573,7 @@ class Service:
                 "lease_held": box.keeper.held,
                 "idle": bool(worker and worker.idling),
             }
+        problems += [f"mail template broken: {broken}" for broken in self.app.templates.problems()]
         return {"ok": not problems and not self.stopping, "problems": problems,
                 "instance": self.holder, "started_at": self.started_at.isoformat(),
                 "stopping": self.stopping, "mailboxes": boxes}

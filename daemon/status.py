@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from daemon import sla
@@ -77,9 +77,10 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
     with app.ready_db().transaction() as session:
         cursors = {c.mailbox: c for c in session.scalars(select(MailboxCursor))}
         leases = {lease.name: lease for lease in session.scalars(select(Lease))}
+        tried = OutboxMail.attempts > literal_column("0")  # one expression, not two params
         outbox_rows = session.execute(
-            select(OutboxMail.status, OutboxMail.attempts > 0, func.count())
-            .group_by(OutboxMail.status, OutboxMail.attempts > 0)).all()
+            select(OutboxMail.status, tried, func.count())
+            .group_by(OutboxMail.status, tried)).all()
         ticket_rows = session.execute(
             select(Ticket.status, Ticket.priority, func.count())
             .where(Ticket.status.not_in(CLOSED_STATUSES))
@@ -116,8 +117,10 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
         by_priority[priority] = by_priority.get(priority, 0) + int(count)
         matrix.setdefault(status, {})[priority] = int(count)
 
+    templates = [broken.as_dict() for broken in app.templates.problems()]
     return {
         "at": now.isoformat(),
+        "templates": templates,
         "mailboxes": mailboxes,
         "outbox": outbox,
         "tickets": {"open": sum(by_status.values()), "by_status": dict(sorted(by_status.items())),
@@ -168,4 +171,8 @@ def render(data: dict[str, Any]) -> str:
                      f"{item['minutes_overdue']} min past its assign deadline")
     if breaches["breaches"] > 20:
         lines.append(f"  ... and {breaches['breaches'] - 20} more (--json lists all)")
+    broken = data["templates"]
+    lines.append(f"mail templates: {len(broken)} broken" if broken else "mail templates: ok")
+    lines.extend(f"  {item['problem']}; {item['kind']} mails use {item['fallback']}"
+                 for item in broken)
     return "\n".join(lines)

@@ -585,3 +585,81 @@ def test_check_asks_for_a_quoted_template_name(site: Path, only_site: TemplateSt
                     "utf-8")
     [problem] = only_site.check()
     assert problem.path == str(path) and "in quotes" in problem.message
+
+
+# --- a broken site template never stops a mail (packaged fallback, problems()) -----------------
+
+
+def test_a_broken_template_after_a_restart_falls_back_to_the_packaged_one(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = site / "zh-CN" / "acceptance.txt"
+    bump(path, "Subject: [{{ number }}] 站点版本\n\n{% if %}\n")
+    store = TemplateStore(site, "zh-CN")  # a fresh store: no last good version
+    data = sample("acceptance", "zh-CN")
+    with caplog.at_level(logging.ERROR, logger="ticketd.templates"):
+        mail = store.render("acceptance", "zh-CN", data)
+        store.render("acceptance", "zh-CN", data)
+    assert mail.subject.startswith("[TS20231027000001] 工单已受理")  # the packaged wording
+    assert mail.templates == (SHIPPED / "zh-CN" / "acceptance.txt",
+                              SHIPPED / "zh-CN" / "acceptance.html")
+    assert mail.fallback is not None and f"{path}:3" in mail.fallback
+    [record] = [r.getMessage() for r in caplog.records if r.name == "ticketd.templates"]
+    assert f"{path}:3: syntax error" in record
+    assert f"packaged acceptance template in {SHIPPED / 'zh-CN'}" in record
+
+
+def test_a_broken_site_layout_falls_back_to_the_packaged_layout(site: Path) -> None:
+    layout = site / "en" / "_layout.html"
+    bump(layout, layout.read_text("utf-8").replace("{% endblock %}", "", 1))
+    store = TemplateStore(site, "zh-CN")
+    mail = store.render("reply", "en", sample("reply", "en"))
+    assert mail.html is not None and mail.html.startswith("<!DOCTYPE html>")
+    assert mail.templates[0] == SHIPPED / "en" / "reply.txt"
+    assert mail.fallback is not None and str(layout) in mail.fallback
+
+
+def test_problems_name_the_broken_template_and_what_is_used_instead(site: Path) -> None:
+    store = TemplateStore(site, "zh-CN")
+    assert store.problems() == []
+    path = site / "zh-CN" / "acceptance.txt"
+    bump(path, path.read_text("utf-8") + "{{ numbr }}\n")
+    [broken] = store.problems()
+    assert (broken.template, broken.kind, broken.locale) == (str(path), "acceptance", "zh-CN")
+    assert broken.problem.path == str(path) and "numbr" in broken.problem.message
+    assert broken.fallback == f"the packaged template in {SHIPPED / 'zh-CN'}"
+    assert "acceptance mails use the packaged template" in str(broken)
+    assert broken.as_dict()["problem"].startswith(f"{path}:")
+    bump(path, "Subject: [{{ number }}] fixed\n\nfixed\n", step=20)
+    assert store.problems() == []
+
+
+def test_problems_prefer_the_last_good_version_when_there_is_one(site: Path) -> None:
+    store = TemplateStore(site, "zh-CN")
+    data = sample("closed", "en")
+    store.render("closed", "en", data)
+    path = site / "en" / "closed.txt"
+    bump(path, "Subject: [{{ number }}]\n\n{% for %}\n")
+    [broken] = store.problems()
+    assert broken.fallback == "the last good version (from before the edit)"
+    assert "Closed" in store.render("closed", "en", data).subject
+
+
+def test_problems_list_every_mail_a_broken_layout_breaks(site: Path) -> None:
+    layout = site / "en" / "_layout.html"
+    bump(layout, layout.read_text("utf-8") + "{% if %}\n")
+    store = TemplateStore(site, "zh-CN")
+    broken = store.problems()
+    assert {Path(b.template).name for b in broken} == {f"{k}.html" for k in HTML_KINDS}
+    assert {b.problem.path for b in broken} == {str(layout)}
+    assert all(f"(used by {b.template})" in str(b) for b in broken)
+
+
+def test_without_packaged_templates_a_broken_one_still_raises(
+    site: Path, only_site: TemplateStore
+) -> None:
+    bump(site / "en" / "closed.txt", "Subject: [{{ number }}]\n\n{% for %}\n")
+    [broken] = only_site.problems()
+    assert broken.fallback == "nothing: these mails cannot be sent"
+    with pytest.raises(TemplateError, match="no earlier good version"):
+        only_site.render("closed", "en", sample("closed", "en"))
