@@ -12,12 +12,14 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from daemon import __version__
 from daemon import config as configmod
 from daemon.app import App
+from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, TicketdError, UsageError
 
 log = logging.getLogger("ticketd")
@@ -32,8 +34,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _emit_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+def _emit_json(data: Any, zone: tzinfo = UTC) -> None:
+    """JSON on stdout; times as ISO 8601 in ``zone`` (the ``[support] timezone``)."""
+
+    def plain(value: Any) -> Any:
+        return iso_time(value, zone) if isinstance(value, datetime) else str(value)
+
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=plain))
+
+
+def _when(value: datetime | str | None, zone: tzinfo) -> str:
+    """A time (or its ISO text) as every human-facing line shows one: clock.format_time."""
+    if value is None:
+        return "-"
+    return format_time(datetime.fromisoformat(value) if isinstance(value, str) else value, zone)
 
 
 # ---------------------------------------------------------------- config / db
@@ -84,7 +98,7 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
         print("no tickets")
         return 0
     for row in rows:
-        created = (row["created_at"] or "")[:16].replace("T", " ")
+        created = _when(row["created_at"], zone)
         who = row["requester"]["email"]
         print(f"{row['number']}  {row['status']:<9} {row['priority']}  {created}  "
               f"{who:<28} {row['subject']}")
@@ -94,8 +108,9 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
 def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     from daemon import tickets
 
+    zone = app.config.support.zone
     with app.ready_db().transaction() as session:
-        data = tickets.to_dict(tickets.get(session, args.number), zone=app.config.support.zone)
+        data = tickets.to_dict(tickets.get(session, args.number), zone=zone)
     if args.json:
         _emit_json(data)
         return 0
@@ -111,7 +126,7 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
         print(f"{key}: {value}")
     for msg in data["messages"]:
         arrow = "<-" if msg["direction"] == "in" else "->"
-        print(f"\n{arrow} {msg['date'] or '?'}  {msg['kind']}  from {msg['from']['email']}")
+        print(f"\n{arrow} {_when(msg['date'], zone)}  {msg['kind']}  from {msg['from']['email']}")
         print(f"   {msg['subject']}")
         for line in (msg["body_text"] or "").strip().splitlines():
             print(f"   | {line}")
@@ -122,7 +137,7 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
             print(f"   + {att['filename']} ({att['content_type']}, {att['size']} bytes){note}")
     print("\nevents:")
     for ev in data["events"]:
-        print(f"  {ev['at']}  {ev['actor']}  {ev['action']}  {ev['detail']}")
+        print(f"  {_when(ev['at'], zone)}  {ev['actor']}  {ev['action']}  {ev['detail']}")
     return 0
 
 
@@ -219,15 +234,16 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
 def cmd_quarantine_list(app: App, args: argparse.Namespace) -> int:
     from daemon.intake import quarantine
 
+    zone = app.config.support.zone
     rows = quarantine.entries(app, include_released=args.all)
     if args.json:
-        _emit_json([row.__dict__ for row in rows])
+        _emit_json([row.__dict__ for row in rows], zone)
         return 0
     if not rows:
         print("quarantine is empty")
     for row in rows:
-        state = f" released {row.released_at:%Y-%m-%d %H:%M}" if row.released_at else ""
-        print(f"{row.id:>5}  {row.at:%Y-%m-%d %H:%M}  {row.message_id or '-'}  {row.reason}"
+        state = f" released {_when(row.released_at, zone)}" if row.released_at else ""
+        print(f"{row.id:>5}  {_when(row.at, zone)}  {row.message_id or '-'}  {row.reason}"
               f"  [{row.origin}]{state}")
     return 0
 
@@ -255,18 +271,21 @@ def cmd_outbox_list(app: App, args: argparse.Namespace) -> int:
     from daemon.replies import outbox
 
     statuses = outbox.STATUSES if args.all else ("queued", "sending", "failed")
+    zone = app.config.support.zone
     rows = outbox.entries(app, statuses)
     if args.json:
-        _emit_json([row.__dict__ for row in rows])
+        _emit_json([row.__dict__ for row in rows], zone)
         return 0
     if not rows:
         print("outbox is empty" if not args.all else "no mail")
     for row in rows:
         state = row.status
         if row.status == "queued" and row.attempts:
-            state = f"retrying (attempt {row.attempts + 1} at {row.next_attempt_at:%H:%M:%S})"
+            state = f"retrying (attempt {row.attempts + 1} at {_when(row.next_attempt_at, zone)})"
+        elif row.status == "sent" and row.sent_at:
+            state = f"sent {_when(row.sent_at, zone)}"
         error = f"  last error: {row.last_error}" if row.last_error else ""
-        print(f"{row.id:>5}  {row.kind:<11} {row.number or '-':<18} "
+        print(f"{row.id:>5}  {_when(row.created_at, zone)}  {row.kind:<11} {row.number or '-':<18} "
               f"{', '.join(row.recipients):<30} {state}{error}")
     return 0
 
@@ -316,8 +335,11 @@ def cmd_templates_preview(app: App, args: argparse.Namespace) -> int:
     if args.kind not in kinds.KINDS:
         raise UsageError(f"templates preview: unknown kind {args.kind!r}; expected one of "
                          + ", ".join(sorted(kinds.KINDS)))
-    msg = preview.build(app, args.kind, args.locale, args.ticket)
-    sys.stdout.write(to_bytes(msg).decode("ascii", "replace").replace("\r\n", "\n"))
+    built = preview.build(app, args.kind, args.locale, args.ticket)
+    if args.raw:
+        sys.stdout.write(to_bytes(built.message).decode("ascii", "replace").replace("\r\n", "\n"))
+    else:
+        sys.stdout.write(preview.render(built, app.config.support.zone))
     return 0
 
 
@@ -428,10 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     tp = group("templates", "mail templates")
     tp.add_parser("check", help="check every template; exit 2 on any problem").set_defaults(
         func=cmd_templates_check)
-    p = tp.add_parser("preview", help="print the MIME message a kind would produce")
+    p = tp.add_parser("preview", help="show the mail a kind would produce; nothing is sent")
     p.add_argument("kind")
     p.add_argument("--locale", help="zh-CN or en (default: the ticket's, else the config's)")
     p.add_argument("--ticket", metavar="NUMBER", help="fill in from this ticket")
+    p.add_argument("--raw", action="store_true", help="print the MIME message as it is sent")
     p.set_defaults(func=cmd_templates_preview)
 
     qp = group("quarantine", "mail that could not be processed")
