@@ -12,12 +12,14 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from daemon import __version__
 from daemon import config as configmod
 from daemon.app import App
+from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, TicketdError, UsageError
 
 log = logging.getLogger("ticketd")
@@ -32,8 +34,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _emit_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+def _emit_json(data: Any, zone: tzinfo = UTC) -> None:
+    """JSON on stdout; times as ISO 8601 in ``zone`` (the ``[support] timezone``)."""
+
+    def plain(value: Any) -> Any:
+        return iso_time(value, zone) if isinstance(value, datetime) else str(value)
+
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=plain))
+
+
+def _when(value: datetime | str | None, zone: tzinfo) -> str:
+    """A time (or its ISO text) as every human-facing line shows one: clock.format_time."""
+    if value is None:
+        return "-"
+    return format_time(datetime.fromisoformat(value) if isinstance(value, str) else value, zone)
 
 
 # ---------------------------------------------------------------- config / db
@@ -83,15 +97,15 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
     if not rows:
         print("no tickets")
         return 0
-    print(f"{'NUMBER':<17} {'STATUS':<11} PRI  {'CREATED':<16}  {'TEAM':<8} "
-          f"{'HANDLER':<24} {'ASSIGN BY':<16}  SUBJECT")
+    print(f"{'NUMBER':<17} {'STATUS':<11} PRI {'CREATED':<25}  {'TEAM':<8} "
+          f"{'HANDLER':<24} {'ASSIGN BY':<26}  SUBJECT")
     for row in rows:
-        created = (row["created_at"] or "")[:16].replace("T", " ")
-        deadline = (row["deadlines"]["assign_by"] or "")[:16].replace("T", " ")
+        created = _when(row["created_at"], zone)
+        deadline = _when(row["deadlines"]["assign_by"], zone)
         if row["deadlines"]["breached"]:
             deadline += "!"
-        print(f"{row['number']:<17} {row['status']:<11} {row['priority']:<4} {created:<16}  "
-              f"{row['team'] or '-':<8} {row['handler'] or '-':<24} {deadline or '-':<16}  "
+        print(f"{row['number']:<17} {row['status']:<11} {row['priority']}  {created}  "
+              f"{row['team'] or '-':<8} {row['handler'] or '-':<24} {deadline:<26}  "
               f"{row['subject']}")
     return 0
 
@@ -99,10 +113,11 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
 def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     from daemon import tickets
 
+    zone = app.config.support.zone
     with app.ready_db().transaction() as session:
         ticket = tickets.get(session, args.number)
         category = app.reader.category(ticket.category)
-        data = tickets.to_dict(ticket, zone=app.config.support.zone, now=app.clock.now(),
+        data = tickets.to_dict(ticket, zone=zone, now=app.clock.now(),
                                category_en=category.label_en if category else None)
     if args.json:
         _emit_json(data)
@@ -116,9 +131,9 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     if data["co_handlers"]:
         print("co-handlers: " + ", ".join(data["co_handlers"]))
     dl = data["deadlines"]
-    print(f"assign by: {dl['assign_by'] or '-'}"
+    print(f"assign by: {_when(dl['assign_by'], zone)}"
           + ("   BREACHED" if dl["breached"] else "")
-          + (f"   assigned at: {dl['assigned_at']}" if dl["assigned_at"] else ""))
+          + (f"   assigned at: {_when(dl['assigned_at'], zone)}" if dl["assigned_at"] else ""))
     if data["linked_ticket"]:
         print(f"linked to: {data['linked_ticket']}")
     if data["resolution"]:
@@ -131,7 +146,7 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
         print(f"{key}: {value}")
     for msg in data["messages"]:
         arrow = "<-" if msg["direction"] == "in" else "->"
-        print(f"\n{arrow} {msg['date'] or '?'}  {msg['kind']}  from {msg['from']['email']}")
+        print(f"\n{arrow} {_when(msg['date'], zone)}  {msg['kind']}  from {msg['from']['email']}")
         print(f"   {msg['subject']}")
         for line in (msg["body_text"] or "").strip().splitlines():
             print(f"   | {line}")
@@ -142,7 +157,7 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
             print(f"   + {att['filename']} ({att['content_type']}, {att['size']} bytes){note}")
     print("\nevents:")
     for ev in data["events"]:
-        print(f"  {ev['at']}  {ev['actor']}  {ev['action']}  {ev['detail']}")
+        print(f"  {_when(ev['at'], zone)}  {ev['actor']}  {ev['action']}  {ev['detail']}")
     return 0
 
 
@@ -305,15 +320,16 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
 def cmd_quarantine_list(app: App, args: argparse.Namespace) -> int:
     from daemon.intake import quarantine
 
+    zone = app.config.support.zone
     rows = quarantine.entries(app, include_released=args.all)
     if args.json:
-        _emit_json([row.__dict__ for row in rows])
+        _emit_json([row.__dict__ for row in rows], zone)
         return 0
     if not rows:
         print("quarantine is empty")
     for row in rows:
-        state = f" released {row.released_at:%Y-%m-%d %H:%M}" if row.released_at else ""
-        print(f"{row.id:>5}  {row.at:%Y-%m-%d %H:%M}  {row.message_id or '-'}  {row.reason}"
+        state = f" released {_when(row.released_at, zone)}" if row.released_at else ""
+        print(f"{row.id:>5}  {_when(row.at, zone)}  {row.message_id or '-'}  {row.reason}"
               f"  [{row.origin}]{state}")
     return 0
 
@@ -341,18 +357,21 @@ def cmd_outbox_list(app: App, args: argparse.Namespace) -> int:
     from daemon.replies import outbox
 
     statuses = outbox.STATUSES if args.all else ("queued", "sending", "failed")
+    zone = app.config.support.zone
     rows = outbox.entries(app, statuses)
     if args.json:
-        _emit_json([row.__dict__ for row in rows])
+        _emit_json([row.__dict__ for row in rows], zone)
         return 0
     if not rows:
         print("outbox is empty" if not args.all else "no mail")
     for row in rows:
         state = row.status
         if row.status == "queued" and row.attempts:
-            state = f"retrying (attempt {row.attempts + 1} at {row.next_attempt_at:%H:%M:%S})"
+            state = f"retrying (attempt {row.attempts + 1} at {_when(row.next_attempt_at, zone)})"
+        elif row.status == "sent" and row.sent_at:
+            state = f"sent {_when(row.sent_at, zone)}"
         error = f"  last error: {row.last_error}" if row.last_error else ""
-        print(f"{row.id:>5}  {row.kind:<11} {row.number or '-':<18} "
+        print(f"{row.id:>5}  {_when(row.created_at, zone)}  {row.kind:<11} {row.number or '-':<18} "
               f"{', '.join(row.recipients):<30} {state}{error}")
     return 0
 
@@ -368,6 +387,24 @@ def cmd_outbox_flush(app: App, args: argparse.Namespace) -> int:
         # the configuration (a refused login), 1 when the server is down.
         return report.problem.exit_code
     return 0 if not report.retrying else 1
+
+
+def cmd_outbox_resend(app: App, args: argparse.Namespace) -> int:
+    from daemon.replies import resend
+
+    target = args.target.strip()
+    if target.isdigit():
+        if args.kind:
+            raise UsageError(f"outbox resend: {target} is an outbox id, which takes no kind; "
+                             "for a ticket give its number (TS...) and a kind")
+        result = resend.requeue(app, int(target))
+    elif not args.kind:
+        raise UsageError(f"outbox resend: expected a kind after the ticket number {target}, "
+                         f"e.g. `ticketd outbox resend {target} acceptance`")
+    else:
+        result = resend.resend(app, target, args.kind)
+    print(json.dumps(result.as_dict(), ensure_ascii=False) if args.json else result.line())
+    return 1 if result.action == "failed" else 0
 
 
 def cmd_templates_check(app: App, args: argparse.Namespace) -> int:
@@ -389,8 +426,11 @@ def cmd_templates_preview(app: App, args: argparse.Namespace) -> int:
     if args.kind not in kinds.KINDS:
         raise UsageError(f"templates preview: unknown kind {args.kind!r}; expected one of "
                          + ", ".join(sorted(kinds.KINDS)))
-    msg = preview.build(app, args.kind, args.locale, args.ticket)
-    sys.stdout.write(to_bytes(msg).decode("ascii", "replace").replace("\r\n", "\n"))
+    built = preview.build(app, args.kind, args.locale, args.ticket)
+    if args.raw:
+        sys.stdout.write(to_bytes(built.message).decode("ascii", "replace").replace("\r\n", "\n"))
+    else:
+        sys.stdout.write(preview.render(built, app.config.support.zone))
     return 0
 
 
@@ -526,14 +566,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox_list)
     op.add_parser("flush", help="send queued mail now").set_defaults(func=cmd_outbox_flush)
+    p = op.add_parser("resend", help="queue outbox mail ID again, or write the KIND mail of "
+                                     "ticket NUMBER again and queue it")
+    p.add_argument("target", metavar="ID|NUMBER", help="an outbox id, or a ticket number")
+    p.add_argument("kind", nargs="?", metavar="KIND", help="with a ticket number: the mail kind")
+    p.add_argument("--json", action="store_true", help="the result as a JSON object")
+    p.set_defaults(func=cmd_outbox_resend)
 
     tp = group("templates", "mail templates")
     tp.add_parser("check", help="check every template; exit 2 on any problem").set_defaults(
         func=cmd_templates_check)
-    p = tp.add_parser("preview", help="print the MIME message a kind would produce")
+    p = tp.add_parser("preview", help="show the mail a kind would produce; nothing is sent")
     p.add_argument("kind")
     p.add_argument("--locale", help="zh-CN or en (default: the ticket's, else the config's)")
     p.add_argument("--ticket", metavar="NUMBER", help="fill in from this ticket")
+    p.add_argument("--raw", action="store_true", help="print the MIME message as it is sent")
     p.set_defaults(func=cmd_templates_preview)
 
     qp = group("quarantine", "mail that could not be processed")

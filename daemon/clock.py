@@ -2,12 +2,33 @@
 
 Every piece of ticketd that needs "now" takes a :class:`Clock`. Production uses
 :class:`SystemClock`; tests use :class:`FixedClock` and move it with :meth:`FixedClock.advance`.
+
+Showing a time is here too, so every output agrees: people read :func:`format_time`
+(``2023-10-27 09:30:00 +08:00``: the ``[support] timezone``, to the second, with the offset);
+JSON carries :func:`iso_time`, the same instant in the same zone as ISO 8601.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
+
+
+def _local(at: datetime, zone: tzinfo) -> datetime:
+    """``at`` in ``zone``; a naive time is UTC (how the database stores every time)."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(zone)
+
+
+def format_time(at: datetime, zone: tzinfo) -> str:
+    """A moment as people read it everywhere: ``2023-10-27 09:30:00 +08:00``."""
+    local = _local(at, zone)
+    offset = local.strftime("%z") or "+0000"
+    return f"{local:%Y-%m-%d %H:%M:%S} {offset[:-2]}:{offset[-2:]}"
+
+
+def iso_time(at: datetime, zone: tzinfo) -> str:
+    """The same moment for JSON: ``2023-10-27T09:30:00+08:00``."""
+    return _local(at, zone).isoformat(timespec="seconds")
 
 
 class Clock(Protocol):

@@ -47,6 +47,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from daemon import classify, commands, desk
 from daemon import db as dbmod
 from daemon.app import App
+from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, Quarantine
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail
@@ -280,7 +281,7 @@ def _charset(note: CharsetNote) -> dict[str, str | None]:
 
 
 def _iso(at: datetime | None, zone: tzinfo) -> str | None:
-    return at.astimezone(zone).isoformat() if at else None
+    return iso_time(at, zone) if at else None
 
 
 # ------------------------------------------------------------------------------ attachments
@@ -597,8 +598,8 @@ def render(expl: Explanation) -> str:
     zone_name = getattr(expl.zone, "key", str(expl.zone))
     date = "-"
     if mail.date is not None:
-        local = mail.date.astimezone(expl.zone)
-        date = f"{local:%Y-%m-%d %H:%M:%S %z} ({zone_name}); sent as {mail.date:%z}"
+        date = (f"{format_time(mail.date, expl.zone)} ({zone_name}); "
+                f"sent as {format_time(mail.date, mail.date.tzinfo or expl.zone)}")
     out += ["", "Envelope / headers",
             f"  From:         {mail.from_ or '- (no sender address)'}",
             f"  To:           {_addresses(mail.to)}",

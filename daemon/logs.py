@@ -10,17 +10,34 @@ import json
 import logging
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
+
+from daemon.clock import format_time, iso_time
 
 if TYPE_CHECKING:
     from daemon.config import Config
 
 
+class TextFormatter(logging.Formatter):
+    """``2023-10-27 09:30:00 +08:00 INFO ticketd.intake: ...``: the site's zone, one format."""
+
+    def __init__(self, zone: tzinfo = UTC) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.zone = zone
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return format_time(datetime.fromtimestamp(record.created, UTC), self.zone)
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self, zone: tzinfo = UTC) -> None:
+        super().__init__()
+        self.zone = zone
+
     def format(self, record: logging.LogRecord) -> str:
         data = {
-            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "at": iso_time(datetime.fromtimestamp(record.created, UTC), self.zone),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -39,10 +56,8 @@ def setup(*, debug: bool, cfg: Config | None, quiet: bool = False) -> None:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     fmt = cfg.logging.format if cfg else "text"
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    zone = cfg.support.zone if cfg else UTC
+    handler.setFormatter(JsonFormatter(zone) if fmt == "json" else TextFormatter(zone))
     root.addHandler(handler)
     level = "debug" if debug else (cfg.logging.level if cfg else "info")
     number = getattr(logging, level.upper())

@@ -425,6 +425,7 @@ class Service:
             self._http.start()
         self._start_mailboxes()
         self._start_scheduler()
+        self.app.templates.problems()  # logs each broken template and its fallback now
         self._started = True
         names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and sweep only)"
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",

@@ -127,9 +127,11 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
         by_priority[priority] = by_priority.get(priority, 0) + int(count)
         matrix.setdefault(status, {})[priority] = int(count)
 
+    templates = [broken.as_dict() for broken in app.templates.problems()]
     return {
         "at": now.isoformat(),
         "problems": problems,
+        "templates": templates,
         "mailboxes": mailboxes,
         "outbox": outbox,
         "tickets": {"open": sum(by_status.values()), "by_status": dict(sorted(by_status.items())),
@@ -216,6 +218,10 @@ def render(data: dict[str, Any]) -> str:
         total = sum(scores.values())
         mean = sum(int(k) * v for k, v in scores.items()) / total
         lines.append(f"ratings {team}: {total} rated, average {mean:.1f}/5")
+    broken = data["templates"]
+    lines.append(f"mail templates: {len(broken)} broken" if broken else "mail templates: ok")
+    lines.extend(f"  {item['problem']}; {item['kind']} mails use {item['fallback']}"
+                 for item in broken)
     return "\n".join(lines)
 
 
@@ -272,5 +278,6 @@ def health(app: App, *, instance: str, started_at: datetime, stopping: bool,
         }
     if smtp_problem:
         problems.append(smtp_problem)
+    problems += [f"mail template broken: {broken}" for broken in app.templates.problems()]
     return {"ok": not problems and not stopping, "problems": problems, "instance": instance,
             "started_at": started_at.isoformat(), "stopping": stopping, "mailboxes": boxes}

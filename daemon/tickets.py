@@ -8,12 +8,13 @@ in the caller's transaction. :func:`to_dict` is the one JSON shape shown by the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from daemon.clock import iso_time
 from daemon.errors import NotFound
 from daemon.models import Event, Message, Ticket
 from daemon.states import PRIORITIES, Status
@@ -151,9 +152,7 @@ def _breached(ticket: Ticket, now: datetime | None) -> bool:
 
 
 def _iso(at: datetime | None, zone: tzinfo | None = None) -> str | None:
-    if at is None:
-        return None
-    return (at.astimezone(zone) if zone else at).isoformat()
+    return iso_time(at, zone or UTC) if at is not None else None
 
 
 def message_dict(message: Message, zone: tzinfo | None = None) -> dict[str, Any]:

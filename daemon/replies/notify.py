@@ -198,6 +198,9 @@ class Notify:
                            action="mail-failed", detail=f"{obj.kind} mail not sent: {exc}")
             log.error("%s: %s mail not rendered: %s", ticket.number, obj.kind, exc)
             return None
+        if rendered.fallback:  # a broken site template: written from the last good or packaged
+            tickets.record(session, ticket, at=self.app.clock.now(), actor=tickets.SYSTEM,
+                           action="mail-template-fallback", detail=rendered.fallback)
         message_id, _token = make_message_id(cfg.support.domain)
         now = self.app.clock.now()
         try:

@@ -1,69 +1,100 @@
-"""`ticketd templates preview`: the complete MIME message a kind would produce, sent nowhere.
+"""`ticketd templates preview`: the mail a kind would produce, sent nowhere, shown to an admin.
 
-From a real ticket the variables come from its row, its first message and its attachments;
-what a ticket cannot know yet (a handler's reply text, a resolution) comes from the kind's
-built-in sample. Without a ticket the whole sample is used, so no database is needed.
+The message is built exactly as a real one (:mod:`daemon.replies.drafts` for the variables and
+the recipient, the template store with its fallbacks, :func:`compose`), then shown readably:
+headers decoded, the text body, and the HTML body as text, with the template files used and
+which variables came from sample data. ``--raw`` prints the MIME bytes instead.
+
+From a real ticket the variables come from its row and its first message; what a ticket cannot
+know yet (a handler's reply text, a resolution) comes from the kind's sample. Without a ticket
+the whole sample is used, so no database is needed. A handler-facing kind (``assigned``,
+``sla_breach``) is addressed to a handler or team lead, as the real mail would be.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import textwrap
+from dataclasses import dataclass
+from datetime import tzinfo
 from email.message import EmailMessage
-from typing import Any
 
-from daemon import sla, tickets
+from inscriptis import get_text
+
+from daemon import tickets
 from daemon.addresses import Address
 from daemon.app import App
-from daemon.models import Ticket
-from daemon.replies import kinds
+from daemon.clock import format_time
+from daemon.replies import drafts
 from daemon.replies.compose import compose, make_message_id
-from daemon.tickets import requester_locale
+from daemon.replies.templates import RenderedMail
+
+_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+            "Auto-Submitted")
 
 
-def _from_ticket(app: App, ticket: Ticket, kind: str, locale: str) -> kinds.MailKind:
-    sample = kinds.sample(kind, locale)
-    zone = app.config.support.zone
-    first = ticket.messages[0] if ticket.messages else None
-    known: dict[str, Any] = {
-        "number": ticket.number, "subject": ticket.subject,
-        "support_name": app.config.support.name, "support_address": app.config.support.address,
-        "locale": locale, "requester_name": ticket.requester_name,
-        "priority": ticket.priority, "category": ticket.category or "",
-        "team": ticket.team or "", "fields": dict(ticket.fields),
-        "requester": Address(ticket.requester_name, ticket.requester_email),
-        "assign_within": sla.assign_within(ticket.priority),
-        "assign_by": sla.assign_deadline(ticket.priority, ticket.created_at).astimezone(zone),
-        "deadline": sla.assign_deadline(ticket.priority, ticket.created_at).astimezone(zone),
-    }
-    if ticket.handler:
-        known["handler_name"] = ticket.handler
-    if first is not None:
-        known["text"] = first.new_text or first.body_text
-        known["attachments"] = tuple(
-            kinds.AttachmentInfo(filename=a.safe_filename, size=a.size,
-                                 content_type=a.content_type) for a in first.attachments)
-    names = {f.name for f in dataclasses.fields(sample)}
-    return dataclasses.replace(sample, **{k: v for k, v in known.items() if k in names})
+@dataclass(frozen=True)
+class Preview:
+    """A composed mail and how it was made."""
+
+    message: EmailMessage
+    rendered: RenderedMail
+    audience: str  # requester, handler or lead
+    gaps: tuple[str, ...]  # variables (or the recipient) taken from sample data
 
 
-def build(app: App, kind: str, locale: str | None, number: str | None) -> EmailMessage:
+def build(app: App, kind: str, locale: str | None, number: str | None) -> Preview:
     cfg = app.config
     if number:
         with app.ready_db().transaction() as session:
             ticket = tickets.get(session, number)
-            loc = locale or requester_locale(ticket)
-            obj = _from_ticket(app, ticket, kind, loc)
-            to = [Address(ticket.requester_name, ticket.requester_email)]
-            first = ticket.messages[0].message_id if ticket.messages else None
+            draft = drafts.from_ticket(app, ticket, kind, locale=locale, fill_gaps=True)
     else:
-        loc = locale or cfg.support.locale
-        obj = kinds.sample(kind, loc)
-        to = [Address("张伟" if loc == "zh-CN" else "Alex Smith", "requester@example.com")]
-        first = "request.1@client.example"
-    rendered = app.templates.render(kind, obj.locale, obj)
+        draft = drafts.from_sample(app, kind, locale)
+    rendered = app.templates.render(kind, draft.mail.locale, draft.mail)
     message_id, _ = make_message_id(cfg.support.domain)
-    return compose(rendered, sender=Address(cfg.support.name, cfg.support.address), to=to,
-                   message_id=message_id, in_reply_to=first,
-                   references=[first] if first else [], date=app.clock.now(),
-                   auto_submitted=kind != "reply",
-                   loop_header=(cfg.mail.loop_header, cfg.support.address))
+    msg = compose(rendered, sender=Address(cfg.support.name, cfg.support.address),
+                  to=draft.to, message_id=message_id, in_reply_to=draft.in_reply_to,
+                  references=draft.references, date=app.clock.now(),
+                  auto_submitted=kind != "reply",
+                  loop_header=(cfg.mail.loop_header, cfg.support.address))
+    return Preview(msg, rendered, drafts.audience(kind), draft.gaps)
+
+
+def render(preview: Preview, zone: tzinfo) -> str:
+    """The preview as an admin reads it."""
+    msg = preview.message
+    rendered = preview.rendered
+    lines = [f"Template:       {', '.join(str(p) for p in rendered.templates)}"]
+    if rendered.fallback:
+        lines.append(f"Fallback:       {rendered.fallback}")
+    lines.append(f"Written to:     the {preview.audience}")
+    if preview.gaps:
+        lines.append(f"Sample data:    {', '.join(preview.gaps)} (the ticket does not hold "
+                     f"{'it' if len(preview.gaps) == 1 else 'them'})")
+    lines.append("")
+    for name in _HEADERS:
+        value = msg[name]
+        if value is None:
+            continue
+        if name == "Date":
+            shown = format_time(value.datetime, zone)
+        else:
+            shown = " ".join(str(value).split())
+        lines.append(f"{name + ':':<15} {shown}")
+    lines += ["", "---- text ----", rendered.text.rstrip("\n")]
+    if rendered.html is not None:
+        lines += ["", "---- HTML, shown as text ----", _html_as_text(rendered.html)]
+    return "\n".join(lines) + "\n"
+
+
+def _html_as_text(html: str) -> str:
+    text = textwrap.dedent(get_text(html))  # the layout's padding is no use in a terminal
+    lines = [line.rstrip() for line in text.split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):  # at most one blank line in a row
+            out.append(line)
+    return "\n".join(out).strip("\n")
+
+
+__all__ = ["Preview", "build", "render"]

@@ -100,7 +100,8 @@ def test_quarantine_list_show_and_release(ticketd: Run, site: Path) -> None:
     listed = ticketd("quarantine", "list")
     assert listed.returncode == 0, listed.stderr
     [line] = listed.stdout.splitlines()
-    assert re.fullmatch(r"    1  \d{4}-\d\d-\d\d \d\d:\d\d  -  not a mail: no header  "
+    # times as everywhere: [support] timezone (default Asia/Shanghai), to the second
+    assert re.fullmatch(r"    1  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00  -  not a mail: no header  "
                         + re.escape(f"[file:{garbage}]"), line), line
 
     shown = ticketd("quarantine", "show", "1", input=b"")

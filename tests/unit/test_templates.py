@@ -433,3 +433,233 @@ def test_duration_filter_follows_the_locale(span: timedelta, zh: str, en: str) -
     template = make_environment().from_string("{{ span|duration }}")
     assert template.render(span=span, locale="zh-CN") == zh
     assert template.render(span=span, locale="en") == en
+
+
+# --- layouts and partials ({% extends %}, {% include %}) ---------------------------------------
+
+HTML_KINDS = sorted(WITH_HTML)
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_shipped_html_template_extends_the_layout(locale: str) -> None:
+    for kind in HTML_KINDS:
+        first = (SHIPPED / locale / f"{kind}.html").read_text("utf-8").split("\n", 1)[0]
+        assert first == '{% extends "_layout.html" %}'
+    assert (SHIPPED / locale / "_layout.html").is_file()
+
+
+def test_a_site_layout_changes_every_html_mail(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "en").mkdir(parents=True)
+    layout = (SHIPPED / "en" / "_layout.html").read_text("utf-8")
+    (site / "en" / "_layout.html").write_text(
+        layout.replace("<body", "<!-- ACME brand -->\n<body"), "utf-8")
+    store = TemplateStore(site, "zh-CN")  # the kinds themselves stay the packaged ones
+    for kind in HTML_KINDS:
+        mail = store.render(kind, "en", sample(kind, "en"))
+        assert mail.html is not None and "<!-- ACME brand -->" in mail.html, kind
+    zh = store.render("acceptance", "zh-CN", sample("acceptance", "zh-CN")).html
+    assert zh is not None and "ACME" not in zh  # zh-CN has its own layout
+
+
+def test_layout_values_are_escaped(tmp_path: Path) -> None:
+    store = TemplateStore(None, "zh-CN")
+    data = dataclasses.replace(sample("need_info", "en"), subject="<b>x</b>")
+    html = store.render("need_info", "en", data).html
+    assert html is not None
+    assert "<title>[TS20231027000001] &lt;b&gt;x&lt;/b&gt;</title>" in html
+
+
+def test_text_templates_can_include_a_partial(site: Path, only_site: TemplateStore) -> None:
+    (site / "en" / "_signature.txt").write_text("-- \n{{ support_name }} <{{ support_address }}>\n",
+                                                "utf-8")
+    bump(site / "en" / "closed.txt",
+         'Subject: [{{ number }}] closed\n\nBye.\n{% include "_signature.txt" %}\n')
+    mail = only_site.render("closed", "en", sample("closed", "en"))
+    assert mail.text == "Bye.\n--\nIT Service Desk <support@example.com>\n"
+    assert only_site.check() == []
+
+
+def test_a_name_with_a_slash_comes_from_the_top_of_the_roots(
+    site: Path, only_site: TemplateStore
+) -> None:
+    path = site / "zh-CN" / "reply.html"
+    bump(path, path.read_text("utf-8").replace('"_layout.html"', '"en/_layout.html"'))
+    html = only_site.render("reply", "zh-CN", sample("reply", "zh-CN")).html
+    assert html is not None and "Segoe UI',Roboto" in html  # the English layout's fonts
+    assert only_site.check() == []
+
+
+def test_a_layout_edit_applies_to_the_next_mail(site: Path, only_site: TemplateStore) -> None:
+    layout = site / "en" / "_layout.html"
+    data = sample("acceptance", "en")
+    assert "v2" not in (only_site.render("acceptance", "en", data).html or "")
+    bump(layout, layout.read_text("utf-8").replace("<body", "<!-- v2 -->\n<body"))
+    assert "<!-- v2 -->" in (only_site.render("acceptance", "en", data).html or "")
+
+
+def test_a_layout_replaced_with_the_same_size_and_mtime_is_noticed(
+    site: Path, only_site: TemplateStore
+) -> None:
+    layout = site / "en" / "_layout.html"
+    data = sample("acceptance", "en")
+    before = only_site.render("acceptance", "en", data).html or ""
+    text = layout.read_text("utf-8")
+    st = layout.stat()
+    new = site / "en" / "_layout.new"
+    new.write_text(text.replace("#f4f5f7", "#000000"), "utf-8")  # same length
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new.replace(layout)  # an editor's atomic save: only the inode differs
+    after = only_site.render("acceptance", "en", data).html or ""
+    assert "#f4f5f7" in before and "#000000" in after
+
+
+def test_a_broken_layout_keeps_the_last_good_version_of_the_whole_mail(
+    site: Path, only_site: TemplateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    layout = site / "en" / "_layout.html"
+    data = sample("acceptance", "en")
+    good = only_site.render("acceptance", "en", data).html
+    lines = layout.read_text("utf-8").split("\n")
+    lines[4] = "{% block oops %}"
+    bump(layout, "\n".join(lines))
+    with caplog.at_level(logging.ERROR, logger="ticketd.templates"):
+        mail = only_site.render("acceptance", "en", data)
+    assert mail.html == good  # the old layout, not a mix
+    assert mail.fallback is not None and "last good version" in mail.fallback
+    [record] = [r.getMessage() for r in caplog.records if r.name == "ticketd.templates"]
+    assert f"{layout}:" in record
+    assert f"used by {site / 'en' / 'acceptance.html'}" in record
+
+
+def test_check_reports_a_broken_layout_and_every_template_using_it(
+    site: Path, only_site: TemplateStore
+) -> None:
+    layout = site / "zh-CN" / "_layout.html"
+    lines = layout.read_text("utf-8").split("\n")
+    lines[9] = "{% block content %}{% endblok %}"
+    layout.write_text("\n".join(lines), "utf-8")
+    problems = only_site.check()
+    [own] = [p for p in problems if p.path == str(layout)]
+    assert own.line == 10 and "syntax error" in own.message
+    users = {Path(p.path).name: p for p in problems if p.path != str(layout)}
+    assert set(users) == {f"{kind}.html" for kind in HTML_KINDS}
+    for problem in users.values():
+        assert problem.line == 1  # the {% extends %} line
+        assert f"uses {layout}" in problem.message
+
+
+def test_check_reports_a_missing_layout_where_it_is_named(
+    site: Path, only_site: TemplateStore
+) -> None:
+    path = site / "en" / "reply.html"
+    path.write_text(path.read_text("utf-8").replace("_layout.html", "_layot.html"), "utf-8")
+    [problem] = only_site.check()
+    assert (problem.path, problem.line) == (str(path), 1)
+    assert "extends '_layot.html': no such template" in problem.message
+
+
+def test_check_finds_an_unknown_variable_in_a_layout(site: Path, only_site: TemplateStore) -> None:
+    layout = site / "en" / "_layout.html"
+    text = layout.read_text("utf-8").replace("<title>", "<title>{{ ticket_no }}")
+    layout.write_text(text, "utf-8")
+    problems = only_site.check()
+    assert {p.path for p in problems} == {str(layout)}
+    line = next(i for i, text_line in enumerate(text.split("\n"), 1) if "ticket_no" in text_line)
+    assert {p.line for p in problems} == {line}
+    assert all("'ticket_no'" in p.message for p in problems)
+
+
+def test_check_does_not_call_partials_misnamed(site: Path, only_site: TemplateStore) -> None:
+    (site / "en" / "_footer.html").write_text("<p>{{ support_name }}</p>\n", "utf-8")
+    (site / "en" / "_notes.txt").write_text("{# nothing yet #}\n", "utf-8")
+    assert only_site.check() == []
+    (site / "en" / "_footer.htm").write_text("x", "utf-8")
+    [problem] = only_site.check()
+    assert problem.path.endswith("_footer.htm") and "not a template file name" in problem.message
+
+
+def test_check_asks_for_a_quoted_template_name(site: Path, only_site: TemplateStore) -> None:
+    path = site / "en" / "closed.txt"
+    path.write_text(path.read_text("utf-8") + "{% include locale ~ '/_x.txt' ignore missing %}\n",
+                    "utf-8")
+    [problem] = only_site.check()
+    assert problem.path == str(path) and "in quotes" in problem.message
+
+
+# --- a broken site template never stops a mail (packaged fallback, problems()) -----------------
+
+
+def test_a_broken_template_after_a_restart_falls_back_to_the_packaged_one(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = site / "zh-CN" / "acceptance.txt"
+    bump(path, "Subject: [{{ number }}] 站点版本\n\n{% if %}\n")
+    store = TemplateStore(site, "zh-CN")  # a fresh store: no last good version
+    data = sample("acceptance", "zh-CN")
+    with caplog.at_level(logging.ERROR, logger="ticketd.templates"):
+        mail = store.render("acceptance", "zh-CN", data)
+        store.render("acceptance", "zh-CN", data)
+    assert mail.subject.startswith("[TS20231027000001] 工单已受理")  # the packaged wording
+    assert mail.templates == (SHIPPED / "zh-CN" / "acceptance.txt",
+                              SHIPPED / "zh-CN" / "acceptance.html")
+    assert mail.fallback is not None and f"{path}:3" in mail.fallback
+    [record] = [r.getMessage() for r in caplog.records if r.name == "ticketd.templates"]
+    assert f"{path}:3: syntax error" in record
+    assert f"packaged acceptance template in {SHIPPED / 'zh-CN'}" in record
+
+
+def test_a_broken_site_layout_falls_back_to_the_packaged_layout(site: Path) -> None:
+    layout = site / "en" / "_layout.html"
+    bump(layout, layout.read_text("utf-8").replace("{% endblock %}", "", 1))
+    store = TemplateStore(site, "zh-CN")
+    mail = store.render("reply", "en", sample("reply", "en"))
+    assert mail.html is not None and mail.html.startswith("<!DOCTYPE html>")
+    assert mail.templates[0] == SHIPPED / "en" / "reply.txt"
+    assert mail.fallback is not None and str(layout) in mail.fallback
+
+
+def test_problems_name_the_broken_template_and_what_is_used_instead(site: Path) -> None:
+    store = TemplateStore(site, "zh-CN")
+    assert store.problems() == []
+    path = site / "zh-CN" / "acceptance.txt"
+    bump(path, path.read_text("utf-8") + "{{ numbr }}\n")
+    [broken] = store.problems()
+    assert (broken.template, broken.kind, broken.locale) == (str(path), "acceptance", "zh-CN")
+    assert broken.problem.path == str(path) and "numbr" in broken.problem.message
+    assert broken.fallback == f"the packaged template in {SHIPPED / 'zh-CN'}"
+    assert "acceptance mails use the packaged template" in str(broken)
+    assert broken.as_dict()["problem"].startswith(f"{path}:")
+    bump(path, "Subject: [{{ number }}] fixed\n\nfixed\n", step=20)
+    assert store.problems() == []
+
+
+def test_problems_prefer_the_last_good_version_when_there_is_one(site: Path) -> None:
+    store = TemplateStore(site, "zh-CN")
+    data = sample("closed", "en")
+    store.render("closed", "en", data)
+    path = site / "en" / "closed.txt"
+    bump(path, "Subject: [{{ number }}]\n\n{% for %}\n")
+    [broken] = store.problems()
+    assert broken.fallback == "the last good version (from before the edit)"
+    assert "Closed" in store.render("closed", "en", data).subject
+
+
+def test_problems_list_every_mail_a_broken_layout_breaks(site: Path) -> None:
+    layout = site / "en" / "_layout.html"
+    bump(layout, layout.read_text("utf-8") + "{% if %}\n")
+    store = TemplateStore(site, "zh-CN")
+    broken = store.problems()
+    assert {Path(b.template).name for b in broken} == {f"{k}.html" for k in HTML_KINDS}
+    assert {b.problem.path for b in broken} == {str(layout)}
+    assert all(f"(used by {b.template})" in str(b) for b in broken)
+
+
+def test_without_packaged_templates_a_broken_one_still_raises(
+    site: Path, only_site: TemplateStore
+) -> None:
+    bump(site / "en" / "closed.txt", "Subject: [{{ number }}]\n\n{% for %}\n")
+    [broken] = only_site.problems()
+    assert broken.fallback == "nothing: these mails cannot be sent"
+    with pytest.raises(TemplateError, match="no earlier good version"):
+        only_site.render("closed", "en", sample("closed", "en"))
