@@ -452,7 +452,9 @@ def cmd_inspect(app: App, args: argparse.Namespace) -> int:
         _emit_json(result.as_dict())
     else:
         print(explain.render(result))
-    return 0 if result.readable else 1
+    # Every verdict, "quarantined" included, is a successful explanation: exit 0. Exit 1 only
+    # when ticketd itself fails (an exception), 2 on a usage or configuration error.
+    return 0
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
@@ -549,7 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.set_defaults(func=cmd_poll)
 
-    p = sub.add_parser("inspect", help="explain how ticketd reads a message; changes nothing")
+    p = sub.add_parser("inspect", help="explain how ticketd reads a message; changes nothing; "
+                                       "exit 0 for any verdict (quarantine too), 1 only when "
+                                       "ticketd fails")
     p.add_argument("path", metavar="PATH", help="a raw message file, or - for stdin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)

@@ -87,13 +87,24 @@ def test_stdin(ticketd: Run) -> None:
 
 
 def test_exit_codes(ticketd: Run, site: Path) -> None:
+    """One rule: a verdict, even "quarantined", is a successful explanation (exit 0), whether
+    the parser refused the bytes or decide() would quarantine them; 2 is a usage error."""
     garbage = site / "garbage.eml"
     garbage.write_bytes(messages.GARBAGE)
     unreadable = ticketd("inspect", str(garbage))
-    assert unreadable.returncode == 1
+    assert unreadable.returncode == 0, unreadable.stderr
     assert "not a mail: no header" in unreadable.stdout
     as_json = ticketd("inspect", "--json", str(garbage))
-    assert as_json.returncode == 1 and json.loads(as_json.stdout)["readable"] is False
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["readable"] is False
+    no_sender = site / "no-sender.eml"
+    no_sender.write_bytes(b"To: support@corp.example\r\nSubject: who am I\r\n"
+                          b"Message-ID: <anon@x.example>\r\n\r\nbody\r\n")
+    anonymous = ticketd("inspect", "--json", str(no_sender))
+    assert anonymous.returncode == 0, anonymous.stderr
+    data = json.loads(anonymous.stdout)
+    assert data["readable"] is True
+    assert data["verdict"]["action"] == "quarantined"
+    assert "no sender address" in data["verdict"]["reason"]
     missing = ticketd("inspect", str(site / "nope.eml"))
     assert missing.returncode == 2
     assert "nope.eml: no such file" in missing.stderr
