@@ -251,6 +251,9 @@ def _flush_outbox(app: App) -> None:
         print(f"outbox: {report.held} held", file=sys.stderr)
 
 
+SKIPPED_NAMED = 20  # files of a folder named one by one as skipped; the rest are counted
+
+
 def cmd_ingest(app: App, args: argparse.Namespace) -> int:
     from daemon.intake import sources
 
@@ -263,7 +266,14 @@ def cmd_ingest(app: App, args: argparse.Namespace) -> int:
         bar = tqdm(total=total, unit="msg", file=sys.stderr, dynamic_ncols=True)
     failures = 0
     counts: dict[str, int] = {}
-    for raw in sources.read(args.paths):
+    skipped: list[Path] = []
+
+    def skip(path: Path, why: str) -> None:
+        skipped.append(path)
+        if len(skipped) <= SKIPPED_NAMED:
+            print(f"- skipped {path}: {why}", file=sys.stderr, flush=True)
+
+    for raw in sources.read(args.paths, skip):
         try:
             result = intake.ingest(raw)
         except TicketdError as exc:  # database down: this one was not handled
@@ -282,6 +292,9 @@ def cmd_ingest(app: App, args: argparse.Namespace) -> int:
             print(line, flush=True)
     if bar is not None:
         bar.close()
+    if len(skipped) > SKIPPED_NAMED:
+        print(f"- skipped {len(skipped) - SKIPPED_NAMED} more files that are not mail files",
+              file=sys.stderr)
     if not args.json and sum(counts.values()) > 1:
         summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
         print(f"{sum(counts.values())} messages: {summary}", file=sys.stderr)

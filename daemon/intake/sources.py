@@ -2,13 +2,18 @@
 
 Each source yields :class:`RawMail` (the bytes exactly as stored, plus where they came from),
 never decoded text: decoding is the parser's job, and doing it here destroys GBK and Big5 mail.
+
+A file named on the command line is always read. In a plain folder (not a Maildir) only mail
+files are taken: ``*.eml`` and mbox files (recognised by their first bytes, ``From ``); any
+other file (a ``manifest.jsonl``, a ``summary.json``, a picture) is skipped and named through
+the ``skipped`` callback, so an export folder never fills the quarantine with non-mail.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,30 @@ def _is_maildir(path: Path) -> bool:
 def _looks_like_mbox(path: Path) -> bool:
     with path.open("rb") as fh:
         return fh.read(5) == b"From "
+
+
+MAIL_SUFFIXES = frozenset({".eml"})
+SKIP_REASON = "not a mail file (a folder gives its *.eml and mbox files)"
+
+Skipped = Callable[[Path, str], None]
+
+
+def _takes(item: Path) -> bool:
+    """Whether a file found in a plain folder is mail: ``*.eml``, or an mbox by content."""
+    if not item.is_file() or item.name.startswith("."):
+        return False
+    return item.suffix.lower() in MAIL_SUFFIXES or _looks_like_mbox(item)
+
+
+def _folder(path: Path, skipped: Skipped | None) -> Iterator[Path]:
+    """The mail files of a plain folder, in order; the others are reported to ``skipped``."""
+    for item in sorted(path.rglob("*")):
+        if not item.is_file() or item.name.startswith("."):
+            continue
+        if _takes(item):
+            yield item
+        elif skipped is not None:
+            skipped(item, SKIP_REASON)
 
 
 _MBOX_QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
@@ -100,17 +129,24 @@ def count(paths: Sequence[str]) -> int | None:
             total += sum(1 for sub in ("new", "cur") for p in (path / sub).iterdir()
                          if p.is_file() and not p.name.startswith("."))
         elif path.is_dir():
-            total += sum(1 for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        elif path.is_file() and _looks_like_mbox(path):
-            with path.open("rb") as fh:
-                total += sum(1 for _ in _envelopes(fh))
-        else:
-            total += 1
+            for item in _folder(path, None):
+                total += _count_file(item)
+        elif path.is_file():
+            total += _count_file(path)
     return total
 
 
-def read(paths: Sequence[str]) -> Iterator[RawMail]:
-    """Every message under the given paths, in order; '-' reads one message from stdin."""
+def _count_file(path: Path) -> int:
+    if _looks_like_mbox(path):
+        with path.open("rb") as fh:
+            return sum(1 for _ in _envelopes(fh))
+    return 1
+
+
+def read(paths: Sequence[str], skipped: Skipped | None = None) -> Iterator[RawMail]:
+    """Every message under the given paths, in order; '-' reads one message from stdin.
+
+    ``skipped(path, why)`` hears of each file of a plain folder that is not taken."""
     for name in paths:
         if name == "-":
             data = sys.stdin.buffer.read()
@@ -125,9 +161,8 @@ def read(paths: Sequence[str]) -> Iterator[RawMail]:
         if _is_maildir(path):
             yield from _maildir(path)
         elif path.is_dir():
-            for item in sorted(path.rglob("*")):
-                if item.is_file() and not item.name.startswith("."):
-                    yield from _file(item)
+            for item in _folder(path, skipped):
+                yield from _file(item)
         else:
             yield from _file(path)
 

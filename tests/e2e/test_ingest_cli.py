@@ -172,6 +172,32 @@ def test_a_maildir_as_json_reads_new_and_cur_but_not_tmp(ticketd: Run, site: Pat
     assert res.stderr.splitlines() == ["outbox: 2 sent, 0 to retry, 0 failed"]
 
 
+def test_a_plain_folder_takes_eml_and_mbox_files_and_names_the_rest(ticketd: Run,
+                                                                    site: Path) -> None:
+    """An export folder: the mails are read, its manifest and summary are not quarantined."""
+    folder = site / "export"
+    write(folder, "a.eml", question(1))
+    write(folder, "manifest.jsonl", b'{"file": "a.eml"}\n')
+    write(folder, "summary.json", b'{"count": 1}\n')
+    write(folder, "sub/archive", messages.mbox(question(2, sender="li@corp.example")))
+    write(folder, "sub/B.EML", question(3, sender="wang@corp.example"))
+
+    res = ticketd("ingest", str(folder))
+
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"{number(1)} created", f"{number(2)} created",
+                                       f"{number(3)} created"]
+    skipped = [line for line in res.stderr.splitlines() if line.startswith("- skipped")]
+    assert skipped == [
+        f"- skipped {folder / 'manifest.jsonl'}: not a mail file (a folder gives its *.eml "
+        "and mbox files)",
+        f"- skipped {folder / 'summary.json'}: not a mail file (a folder gives its *.eml "
+        "and mbox files)"]
+    assert "quarantined" not in res.stdout
+    named = ticketd("ingest", str(folder / "summary.json"))  # named: read, and quarantined
+    assert named.stdout.startswith("- quarantined"), named.stdout
+
+
 def test_stdin_takes_one_message_or_an_mbox(ticketd: Run) -> None:
     one = ticketd("ingest", "-", input=question(1))
     assert (one.returncode, one.stdout) == (0, f"{number(1)} created\n".encode())
