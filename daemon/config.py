@@ -298,6 +298,16 @@ class MailConfig:
     # authserv-ids of OUR receiving servers (RFC 8601): only their Authentication-Results
     # headers are believed; empty = no header is believed.
     trusted_authserv_ids: tuple[str, ...] = ()
+    # The largest mail we send (bytes, as on the wire); attachments that would take a mail
+    # past it are left out (the mail still lists them).
+    max_outgoing_bytes: int = field(default=20 * 1024 * 1024,
+                                    metadata=spec(int_range(64 * 1024)))
+    # New tickets one sender (its normalised mailbox) may open per rolling hour; further new
+    # mail from it is quarantined with the reason ("rate limit: ..."). 0: no limit.
+    max_new_tickets_per_hour: int = field(default=10, metadata=spec(int_range(0)))
+    # The same for a whole sender domain; 0 (the default): no limit, since most requesters
+    # usually share the company's own domain.
+    max_new_tickets_per_domain_hour: int = field(default=0, metadata=spec(int_range(0)))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ class Verdict:
     trusted: bool | None = None
     linked_number: str | None = None
     bounced_message_id: str | None = None
+    forged: str | None = None   # a trusted server says the From is forged (dmarc=fail)
 
     def __post_init__(self) -> None:
         if self.action not in VERDICTS:
@@ -143,6 +144,9 @@ class Verdict:
             text_ += f", by rule {self.rule}: {self.reason}"
         else:
             text_ = f"quarantined: {self.reason}"
+        if self.forged:
+            text_ += (f"; FORGED From ({self.forged}): the mail changes nothing and no mail "
+                      "goes to that address")
         return text_
 
     def as_dict(self) -> dict[str, Any]:
@@ -150,7 +154,7 @@ class Verdict:
                 "reason": self.reason, "header": self.header, "kind": self.kind,
                 "participant": self.participant, "trusted": self.trusted,
                 "linked_number": self.linked_number,
-                "bounced_message_id": self.bounced_message_id,
+                "bounced_message_id": self.bounced_message_id, "forged": self.forged,
                 "intake_action": self.intake_action}
 
 
@@ -465,7 +469,7 @@ def _from_decision(session: Session, app: App, mail: ParsedMail,
         trusted, why = judge_trust(decision, thread)
         verdict = Verdict("follow-up", number=thread.number, rule=thread.rule,
                           reason=why or thread.note, participant=thread.participant,
-                          trusted=trusted)
+                          trusted=trusted, forged=decision.forged)
         return _Judgement(verdict, _existing_ticket(app.reader, ticket, mail, verdict),
                           _handler_view(session, app, ticket, mail, decision))
     linked = session.get(Ticket, thread.linked_ticket_id) if thread.linked_ticket_id else None

@@ -101,7 +101,7 @@ class Ticket(Base):
     language: Mapped[str] = mapped_column(String(10), default="en")
     mailbox: Mapped[str | None] = mapped_column(Text)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)  # the new-ticket budget's hour
     updated_at: Mapped[datetime]
     # The process clocks: when a main handler must be assigned by, and what became of it.
     assign_by: Mapped[datetime | None] = mapped_column(index=True)

@@ -51,6 +51,7 @@ from daemon.errors import Quarantine
 from daemon.intake.attachments import AttachmentScan, extract_attachments, walk_leaves
 from daemon.intake.bodies import Body, extract_body
 from daemon.intake.charsets import decode_bytes, decode_header_value, raw_bytes
+from daemon.intake.limits import bounded_headers
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail, Report
 
 __all__ = ["detect_language", "message_ids", "parse"]
@@ -95,7 +96,7 @@ _NO_HEADERS: tuple[dict[str, tuple[str, ...]], tuple[CharsetNote, ...]] = ({}, (
 def parse(raw: bytes) -> ParsedMail:
     """Decode one message. Raises :class:`Quarantine` only when ``raw`` is not a mail."""
     defects: list[str] = []
-    message = _build(raw, defects)
+    message = _build(bounded_headers(raw, defects), defects)  # caps: daemon/intake/limits.py
     defects.extend(_parser_defects(message))
     hints = _charset_hints(message)
     headers, header_notes = _guarded("headers", lambda: _headers(message, hints),

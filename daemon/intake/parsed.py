@@ -53,7 +53,10 @@ class Report:
 
     report_type: str                       # "delivery-status" | "disposition-notification" | ...
     original_message_id: str | None        # Message-ID of the mail the report concerns
-    recipients: tuple[str, ...] = ()       # Final-Recipient addresses
+    recipients: tuple[str, ...] = ()       # Final-Recipient addresses (else read from the text)
+    # The recipients the machine-readable fields name (RFC 3464 Final-/Original-Recipient),
+    # not guessed from the text: only these may put an address on hold.
+    named: tuple[str, ...] = ()
     action: str | None = None              # "failed" | "delayed" | "delivered" | ...
     status: str | None = None              # "5.1.1"
     diagnostic: str | None = None          # Diagnostic-Code text

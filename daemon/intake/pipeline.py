@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from daemon import commands, tickets
+from daemon.addresses import normalize
 from daemon.app import App
 from daemon.blobs import BlobStore
 from daemon.classify import Classification
@@ -33,7 +34,7 @@ from daemon.commands import Context
 from daemon.commands import mail as handler_mail
 from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
-from daemon.intake import rules, trust
+from daemon.intake import limits, rules, trust
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.sources import RawMail
@@ -218,6 +219,8 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
     verdict = _closed_long_ago(session, app, thread(
         session, mail, app.numbers, app.config.tickets.stranger_number,
         handlers=app.directory.handlers))
+    if verdict.action == "new":
+        _within_budget(session, app, sender)
     proof: Proof | None = None
     lines: tuple[str, ...] = ()
     if verdict.action == "follow-up" and verdict.ticket_id is not None and handler:
@@ -227,6 +230,15 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
     forged = trust.failing_dmarc(mail, app.config.mail.trusted_authserv_ids)
     return Decision(verdict.action, key, digest, body, reason=verdict.note, verdict=verdict,
                     handler=handler, proof=proof, commands=lines, forged=forged)
+
+
+def _within_budget(session: Session, app: App, sender: str) -> None:
+    """A sender over its hourly budget of new tickets: the mail is quarantined, not lost."""
+    cfg = app.config.mail
+    over = limits.over_budget(session, normalize(sender), app.clock.now(),
+                              cfg.max_new_tickets_per_hour, cfg.max_new_tickets_per_domain_hour)
+    if over is not None:
+        raise Quarantine(over.reason)
 
 
 def judge_trust(decision: Decision, verdict: ThreadVerdict) -> tuple[bool, str]:
@@ -468,6 +480,10 @@ class Intake:
             sent_to = {r.lower() for r in ours[1].recipients} if ours else set()
             recipients = [r for r in (report.recipients if report else ()) if r in sent_to]
             permanent = report.permanent if report else True
+            # A hold needs the machine-readable proof: our tokened Message-ID AND a
+            # Final-/Original-Recipient field naming that mail's recipient. An address merely
+            # written in a bounce's text puts nobody on hold.
+            held = [r for r in (report.named if report else ()) if r in sent_to]
             if ticket is not None and ours is not None:
                 tickets.record(
                     session, ticket, at=now, actor=tickets.SYSTEM,
@@ -477,9 +493,13 @@ class Intake:
                            f"{(report.diagnostic if report else None) or hit.reason}".strip()
                            + (f" (our message {decision.bounced_message_id})"
                               if decision.bounced_message_id else ""))
+            if permanent and ours is not None and ticket is not None and not held:
+                tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                               action="note", detail="no address held: the bounce names no "
+                               "recipient of our mail in a Final-Recipient field")
             if permanent and ours is not None:
                 hold = timedelta(hours=self.app.config.mail.bounce_hold_hours)
-                for address in recipients:
+                for address in held:
                     session.add(Suppression(address=address.lower(), reason=hit.reason, at=now,
                                             until=now + hold))
         elif ticket is not None:

@@ -192,6 +192,7 @@ def _delivery_status(message: Message, status_part: Message | None,
     status = _status(chosen.get("status"))
     diagnostic = _diagnostic(chosen.get("diagnostic-code"))
     original = _original_id(message, parts)
+    named = recipients
     if not recipients or status is None:  # broken DSN: complete it from the human text
         fallback = _attempt(lambda: _text_bounce(message, parts), None)
         if fallback is not None:
@@ -206,6 +207,7 @@ def _delivery_status(message: Message, status_part: Message | None,
         action=action,
         status=status,
         diagnostic=diagnostic,
+        named=tuple(r.lower() for r in named),
     )
 
 

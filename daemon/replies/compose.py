@@ -35,6 +35,7 @@ from daemon.addresses import Address
 from daemon.replies.templates import RenderedMail
 
 MAX_REFERENCES = 20
+MAX_SUBJECT_CHARS = 400  # templates add the number and words to a clipped (200) subject
 TOKEN_BYTES = 20  # 160 bits; the token is the secret a handler's reply proves it knows
 
 _TOKEN = r"[A-Za-z0-9_-]{22,128}"
@@ -102,11 +103,13 @@ def compose(
     loop_header: tuple[str, str],
     attachments: Sequence[OutgoingAttachment] = (),
     extra_headers: Mapping[str, str] = _NO_HEADERS,
+    max_bytes: int | None = None,
 ) -> EmailMessage:
     """Build the MIME message. Ids may be given with or without angle brackets.
 
     ``in_reply_to`` is appended to ``references`` when missing, as RFC 5322 prescribes.
-    Raises ValueError for a naive date, no recipient, a malformed id or header.
+    Raises ValueError for a naive date, no recipient, a malformed id or header, and for a
+    mail larger than ``max_bytes`` on the wire (the last guard against amplification).
     """
     if date.tzinfo is None or date.utcoffset() is None:
         raise ValueError("the Date of a mail must be an aware datetime")
@@ -125,7 +128,7 @@ def compose(
             raise ValueError(f"header {name!r} is set by compose itself")
 
     msg = EmailMessage(policy=policy.default)
-    msg["Subject"] = " ".join(rendered.subject.split())
+    msg["Subject"] = " ".join(rendered.subject.split())[:MAX_SUBJECT_CHARS]
     msg["From"] = _mailbox(sender)
     msg["To"] = [_mailbox(a) for a in to] if to else "undisclosed-recipients:;"
     if cc:
@@ -159,7 +162,19 @@ def compose(
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]  # only the top level carries it
+    if max_bytes is not None and _size_bound(rendered, attachments) > max_bytes:
+        size = len(to_bytes(msg))  # the cheap bound says it may be too big: measure it
+        if size > max_bytes:
+            raise ValueError(f"the mail would be {size} bytes, over the cap of {max_bytes}")
     return msg
+
+
+def _size_bound(rendered: RenderedMail, attachments: Sequence[OutgoingAttachment]) -> int:
+    """An upper bound of the wire size: quoted-printable at most triples a byte, base64 adds
+    a third plus line breaks; headers are short (ids and References are capped)."""
+    text = sum(len(t.encode("utf-8", "replace")) for t in (rendered.text, rendered.html or ""))
+    files = sum(len(a.payload) * 140 // 100 + 4 * len(a.filename) + 512 for a in attachments)
+    return 16 * 1024 + 4 * len(rendered.subject) + 3 * text + 3 * text // 70 + files
 
 
 def to_bytes(msg: EmailMessage) -> bytes:

@@ -48,11 +48,61 @@ class CommandOutcome:
     message: str  # what it did, or why it was refused
 
 
+# What a mail may quote of what others wrote (the incoming subject, names, a requester's or a
+# handler's text): an outgoing mail never amplifies a hostile incoming one. A 10 MB Subject
+# becomes 200 characters in the acceptance; a 50 MB body an excerpt in the handler's mail.
+SUBJECT_CHARS = 200
+NAME_CHARS = 100
+TEXT_CHARS = 8000          # any other text value: the excerpt of a body, a reason
+ITEMS = 50                 # entries of a tuple or mapping (details, attachments, results)
+CLIPPED = " […]"
+_NAMES = frozenset({"requester_name", "handler_name", "lead_name", "support_name",
+                    "assigned_by", "reopened_by"})
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked with `` […]``."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(CLIPPED))].rstrip() + CLIPPED
+
+
+def _clipped(value: object, limit: int) -> object:
+    """A kind's value with every text in it clipped (nested value objects included)."""
+    if isinstance(value, str):
+        return clip(value, limit)
+    if isinstance(value, Address):
+        return Address(clip(value.name, NAME_CHARS), value.email)
+    if isinstance(value, tuple):
+        return tuple(_clipped(v, limit) for v in value[:ITEMS])
+    if isinstance(value, Mapping):
+        return {clip(str(k), NAME_CHARS): _clipped(v, limit)
+                for k, v in list(value.items())[:ITEMS]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{
+            f.name: _clipped(getattr(value, f.name), limit)
+            for f in dataclasses.fields(value) if isinstance(getattr(value, f.name), str)})
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class MailKind:
-    """Fields every mail receives."""
+    """Fields every mail receives.
+
+    Every text value is clipped on construction (:data:`SUBJECT_CHARS`, :data:`NAME_CHARS`,
+    :data:`TEXT_CHARS`, :data:`ITEMS`), whichever code builds the kind (notify, drafts, resend).
+    """
 
     kind: ClassVar[str] = ""  # the kind's name: the template files' stem
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            limit = SUBJECT_CHARS if f.name == "subject" else \
+                NAME_CHARS if f.name in _NAMES else TEXT_CHARS
+            clipped = _clipped(value, limit)
+            if clipped is not value and clipped != value:
+                object.__setattr__(self, f.name, clipped)
 
     number: str  # ticket number, e.g. "TS20231027000001"; every subject carries it
     subject: str  # the ticket's title (the requester's original subject, cleaned)

@@ -209,7 +209,8 @@ class Notify:
                           to=to, cc=cc, message_id=message_id, in_reply_to=in_reply_to,
                           references=references, date=now, auto_submitted=automatic,
                           loop_header=(cfg.mail.loop_header, cfg.support.address),
-                          attachments=self._files(session, attachment_ids))
+                          attachments=self._files(session, attachment_ids),
+                          max_bytes=cfg.mail.max_outgoing_bytes)
         except (ValueError, MessageError, OSError) as exc:
             # e.g. a non-ASCII address: the ticket stands, the mail is recorded as not sent.
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
@@ -231,9 +232,20 @@ class Notify:
             return []
         rows = session.scalars(select(Attachment).where(Attachment.id.in_(ids))
                                .order_by(Attachment.id))
-        return [OutgoingAttachment(a.safe_filename or a.filename, a.content_type,
-                                   self._blobs.get(a.sha256)) for a in rows
-                if a.skipped is None and a.sha256 in self._blobs]
+        # base64 adds a third; a quarter of the cap is left for the text and the headers
+        budget = self.app.config.mail.max_outgoing_bytes * 3 // 4 * 3 // 4
+        files: list[OutgoingAttachment] = []
+        for a in rows:
+            if a.skipped is not None or a.sha256 not in self._blobs:
+                continue
+            if a.size > budget:
+                log.info("attachment %s (%d bytes) left out: over [mail] max_outgoing_bytes",
+                         a.safe_filename, a.size)
+                continue
+            budget -= a.size
+            files.append(OutgoingAttachment(a.safe_filename or a.filename, a.content_type,
+                                            self._blobs.get(a.sha256)))
+        return files
 
     def _base(self, ticket: Ticket, locale: str) -> dict[str, str]:
         cfg = self.app.config.support
