@@ -209,6 +209,11 @@ class Reader:
         """The category stored under ``name``."""
         return next((c for c in self.categories if c.name == name), None)
 
+    def label_en(self, name: str | None) -> str | None:
+        """The English label of a stored category name (None for none)."""
+        cat = self.category(name)
+        return cat.label_en if cat else name
+
     def lookup(self, text: str) -> Category | None:
         """A category by its name or English label, as a handler or operator writes it."""
         wanted = text.strip().casefold()

@@ -88,7 +88,8 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
     zone = app.config.support.zone
     now = app.clock.now()
     with app.ready_db().transaction() as session:
-        rows = [tickets.to_dict(t, full=False, zone=zone, now=now)
+        rows = [tickets.to_dict(t, full=False, zone=zone, now=now,
+                                category_en=app.reader.label_en(t.category))
                 for t in tickets.listing(session, args.status, team=args.team,
                                          handler=args.handler, priority=args.priority)]
     if args.json:
@@ -116,9 +117,8 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     zone = app.config.support.zone
     with app.ready_db().transaction() as session:
         ticket = tickets.get(session, args.number)
-        category = app.reader.category(ticket.category)
         data = tickets.to_dict(ticket, zone=zone, now=app.clock.now(),
-                               category_en=category.label_en if category else None)
+                               category_en=app.reader.label_en(ticket.category))
     if args.json:
         _emit_json(data)
         return 0
