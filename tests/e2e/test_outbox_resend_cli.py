@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from daemon.app import App
 from daemon.config import load
@@ -14,7 +15,7 @@ from tests import messages
 from tests.e2e.conftest import REPO, Run
 
 
-def _ingest(ticketd: Run, site: Path, **kw: str) -> str:
+def _ingest(ticketd: Run, site: Path, **kw: Any) -> str:
     (site / "in.eml").write_bytes(messages.mail(**kw))
     res = ticketd("ingest", "in.eml")
     assert res.returncode == 0, res.stderr

@@ -154,7 +154,7 @@ def test_request_to_resolution_through_the_daemon(
     acceptance = next(m for m in first if m.rcpt_tos == ("zhang.san@corp.example",))
     assigned = next(m for m in first if m.rcpt_tos == ("wang@corp.example",))
     assert "工单已受理" in str(acceptance.message["Subject"]), by_kind
-    assert "处理人：王工" in acceptance.message.get_body(("plain",)).get_content()
+    assert "处理人：王工" in acceptance.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert [p.get_filename() for p in assigned.message.iter_attachments()] == ["截图.png"]
 
     # The handler answers the assignment from their mail client.
@@ -178,7 +178,7 @@ def test_request_to_resolution_through_the_daemon(
     got = smtp_server.wait_for(4, timeout=60)
     resolution = next(m for m in got if "处理完成" in str(m.message["Subject"]))
     assert resolution.rcpt_tos == ("zhang.san@corp.example",)
-    assert "服务已恢复" in resolution.message.get_body(("plain",)).get_content()
+    assert "服务已恢复" in resolution.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     code, _ = daemon.terminate()
     assert code == 0
 
@@ -231,10 +231,10 @@ def test_handlers_by_mail_through_the_daemon(
     update, result_refused, reply, resolution_or_result_a, resolution_or_result_b, closed = (
         got[2:])
     assert update.rcpt_tos == ("wang@corp.example",), kinds
-    assert "#resolve 请尽快" in update.message.get_body(("plain",)).get_content()
+    assert "#resolve 请尽快" in update.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert [p.get_filename() for p in update.message.iter_attachments()] == ["oa.log"]
     assert result_refused.rcpt_tos == ("wang@corp.example",)
-    assert "nobody@else.example" in result_refused.message.get_body(("plain",)).get_content()
+    assert "nobody@else.example" in result_refused.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert reply.rcpt_tos == ("zhang.san@corp.example",)
     assert [p.get_filename() for p in reply.message.iter_attachments()] == ["fix.pdf"]
     final = {resolution_or_result_a.rcpt_tos, resolution_or_result_b.rcpt_tos}

@@ -420,4 +420,4 @@ def test_a_mail_to_a_ticket_closed_long_ago_opens_a_linked_ticket(
                                              body="又坏了。\n"))
     assert (action, number) == ("created", "TS20231124000001")
     assert ticket(app)["status"] == "closed"
-    assert ticket(app, number)["linked_ticket"] == FIRST
+    assert ticket(app, number or "")["linked_ticket"] == FIRST
