@@ -163,25 +163,29 @@ class Process:
         ticket.assign_by = self._deadline(ticket.priority, ticket.created_at)
         ticket.status_changed_at = self.now
         missing = self.reader.missing(ticket.category, ticket.fields)
-        locale = tickets.requester_locale(ticket)
         if missing and ticket.priority != "P0":
             self.transition(session, ticket, Status.NEED_INFO, actor=SYSTEM,
                             detail="missing details: " + ", ".join(f.name for f in missing))
             return [self._need_info_mail(ticket, missing, acknowledge=True)]
         intents, assigned = self._route(session, ticket, actor=SYSTEM, first=first)
-        team = self.directory.team(ticket.team)
-        acceptance = MailIntent(
+        return [self._acceptance_mail(ticket, assigned, missing), *intents]
+
+    def _acceptance_mail(self, ticket: Ticket, assigned: Address | None,
+                         missing: Sequence[RequiredField]) -> MailIntent:
+        """受理: the requester hears the ticket is accepted, by whom, and what is still
+        needed (a P0 is assigned at once and asks for its missing details here)."""
+        locale = tickets.requester_locale(ticket)
+        return MailIntent(
             "acceptance", (self.requester(ticket),), self.requester_cc(ticket), locale,
             {"requester_name": ticket.requester_name, "priority": ticket.priority,
              "category": self._category_label(ticket, locale),
-             "team": team.label(locale) if team else (ticket.team or ""),
+             "team": self.directory.label(ticket.team, locale),
              "assign_within": timedelta(minutes=self.config.sla.assign_minutes(
                  ticket.priority)),
              "assign_by": ticket.assign_by,
              "handler_name": self.directory.display_name(assigned.email) if assigned else None,
              "missing": self._missing(missing, locale)},
             to_requester=True)
-        return [acceptance, *intents]
 
     def _need_info_mail(self, ticket: Ticket, missing: Sequence[RequiredField], *,
                         acknowledge: bool = False, question: str = "",
@@ -533,20 +537,7 @@ class Process:
         ticket.assign_by = self._deadline(ticket.priority, self.now)
         ticket.breach_notified_at = None
         intents, assigned = self._route(session, ticket, actor=SYSTEM)
-        locale = tickets.requester_locale(ticket)
-        team = self.directory.team(ticket.team)
-        told = MailIntent(
-            "acceptance", (self.requester(ticket),), self.requester_cc(ticket), locale,
-            {"requester_name": ticket.requester_name, "priority": ticket.priority,
-             "category": self._category_label(ticket, locale),
-             "team": team.label(locale) if team else (ticket.team or ""),
-             "assign_within": timedelta(minutes=self.config.sla.assign_minutes(
-                 ticket.priority)),
-             "assign_by": ticket.assign_by,
-             "handler_name": self.directory.display_name(assigned.email) if assigned
-             else None, "missing": ()},
-            to_requester=True)
-        return [told, *intents]
+        return [self._acceptance_mail(ticket, assigned, ()), *intents]
 
     def _update_mail(self, session: Session, ticket: Ticket, message: Message) -> MailIntent:
         main, co = self._handlers(ticket)
