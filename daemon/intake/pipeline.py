@@ -49,40 +49,13 @@ from daemon.models import (
     Suppression,
     Ticket,
 )
+from daemon.outcomes import IntakeResult
 from daemon.replies.notify import Trigger
 from daemon.states import Status
 from daemon.ticket_numbers import allocate
 from daemon.workflow import Process
 
 log = logging.getLogger("ticketd.intake")
-
-
-@dataclass(frozen=True)
-class IntakeResult:
-    """What became of one message; ``action`` is one of ACTIONS."""
-
-    action: str
-    number: str | None = None
-    reason: str = ""
-    message_id: str | None = None
-
-    ACTIONS = ("created", "appended", "duplicate", "ignored", "bounce", "quarantined")
-
-    def line(self) -> str:
-        """The one line `ticketd ingest` prints."""
-        if self.action in ("created", "appended"):
-            return f"{self.number} {self.action}"
-        if self.action == "duplicate":
-            return "- duplicate"  # the JSON form names the ticket it already went to
-        if self.action == "ignored":
-            return f"- ignored {self.reason}"
-        if self.action == "bounce":
-            return f"- bounce {self.reason}"
-        return f"- quarantined {self.reason}"
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {"number": self.number, "action": self.action, "reason": self.reason,
-                "message_id": self.message_id}
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,13 @@ from daemon.addresses import normalize
 from daemon.app import App
 from daemon.errors import (
     LoginRefused,
-    TicketdError,
     TransportPermanent,
     TransportTemporary,
     TransportUnavailable,
 )
 from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
+from daemon.outcomes import FlushReport
 from daemon.replies.compose import to_bytes
 from daemon.replies.transports import Transport, from_config
 
@@ -54,16 +54,6 @@ log = logging.getLogger("ticketd.outbox")
 
 MAX_BACKOFF = timedelta(hours=6)
 STATUSES = ("queued", "sending", "sent", "failed")
-
-
-@dataclass
-class FlushReport:
-    attempted: int = 0   # mails handed to the server
-    sent: int = 0
-    retrying: int = 0
-    failed: int = 0
-    held: int = 0        # given back untried: the server could not be reached or refused us
-    problem: TicketdError | None = None  # why they were held
 
 
 def _pid_namespace() -> str:

@@ -19,9 +19,10 @@ from daemon import explain as explain_mod
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.explain import AS_INTAKE, NO_DATABASE, Explanation, attachment_skips, explain, render
-from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import Base, OutboxMail
+from daemon.outcomes import IntakeResult
 from daemon.replies.notify import Notify
 from daemon.replies.outbox import flush
 from tests import messages

@@ -23,7 +23,7 @@ from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.errors import NotFound, TransientError
 from daemon.intake import quarantine
-from daemon.intake.pipeline import Intake, IntakeResult, content_hash
+from daemon.intake.pipeline import Intake, content_hash
 from daemon.intake.sources import RawMail
 from daemon.intents import MailIntent
 from daemon.models import (
@@ -37,6 +37,7 @@ from daemon.models import (
     Ticket,
     TicketCounter,
 )
+from daemon.outcomes import IntakeResult
 from daemon.replies.notify import Notify, Trigger
 from tests import messages
 from tests.conftest import make_config
