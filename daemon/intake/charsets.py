@@ -229,14 +229,19 @@ def raw_bytes(value: str) -> bytes:
 
 
 # RFC 2047 encoded word; the charset may carry an RFC 2231 language suffix (=?utf-8*en?Q?..?=).
+# The text may hold spaces, as real clients write it (=?us-ascii?Q?ABC / 123?=, a leading
+# space, a fold inside the word); it never holds "?", so a match ends at the first "?=".
 _ENCODED_WORD = re.compile(
-    r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<enc>[bBqQ])\?(?P<text>[^?\s]*)\?="
+    r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<enc>[bBqQ])\?(?P<text>[^?]*)\?="
 )
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+_BASE64_NOISE = re.compile(r"[^A-Za-z0-9+/]")
+# Whitespace inside a quoted-printable escape ("=C3= BC", "=C 3"): a fold inside the word.
+_Q_FOLDED_ESCAPE = re.compile(r"(=[0-9A-Fa-f]?)[ \t]+")
 
 
 def _decode_b(text: str) -> bytes:
-    cleaned = re.sub(r"[^A-Za-z0-9+/]", "", text)
+    cleaned = _BASE64_NOISE.sub("", text)
     cleaned += "=" * (-len(cleaned) % 4)
     try:
         return base64.b64decode(cleaned)
@@ -246,13 +251,34 @@ def _decode_b(text: str) -> bytes:
 
 
 def _decode_q(text: str) -> bytes:
+    text = _Q_FOLDED_ESCAPE.sub(r"\1", text)
     return quopri.decodestring(text.replace("_", " ").encode("ascii", "replace"), header=True)
 
 
-def _word_bytes(match: re.Match[str]) -> bytes:
-    if match["enc"] in "bB":
-        return _decode_b(match["text"])
-    return _decode_q(match["text"])
+def _words_bytes(words: list[tuple[str, str]]) -> bytes:
+    """The bytes of adjacent encoded words in one charset.
+
+    Base64 words are joined before decoding while the joined text is not a whole number of
+    4-character groups: some clients split a word in the middle of a group.
+    """
+    out: list[bytes] = []
+    pending = ""
+    pending_length = 0
+    for enc, text in words:
+        if enc in "bB":
+            pending += text
+            pending_length += len(_BASE64_NOISE.sub("", text.rstrip("=")))
+            if pending_length % 4 == 0 or text.rstrip().endswith("="):
+                out.append(_decode_b(pending))
+                pending, pending_length = "", 0
+            continue
+        if pending:
+            out.append(_decode_b(pending))
+            pending, pending_length = "", 0
+        out.append(_decode_q(text))
+    if pending:
+        out.append(_decode_b(pending))
+    return b"".join(out)
 
 
 def _plain_run(value: str, where: str, hints: tuple[str, ...]) -> tuple[str, list[CharsetNote]]:
@@ -275,17 +301,17 @@ def decode_header_value(value: str, where: str, hints: Iterable[str] = ()) -> De
     unfolded = _FOLD.sub("", value)
     pieces: list[str] = []
     notes: list[CharsetNote] = []
-    pending: bytes = b""
+    pending: list[tuple[str, str]] = []
     pending_charset: str | None = None
     position = 0
 
     def flush() -> None:
         nonlocal pending, pending_charset
         if pending_charset is not None:
-            text, note = decode_bytes(pending, pending_charset, where, hint_list)
+            text, note = decode_bytes(_words_bytes(pending), pending_charset, where, hint_list)
             pieces.append(text)
             notes.append(note)
-        pending, pending_charset = b"", None
+        pending, pending_charset = [], None
 
     for match in _ENCODED_WORD.finditer(unfolded):
         between = unfolded[position : match.start()]
@@ -298,7 +324,7 @@ def decode_header_value(value: str, where: str, hints: Iterable[str] = ()) -> De
         if pending_charset is not None and charset != pending_charset:
             flush()
         pending_charset = charset
-        pending += _word_bytes(match)
+        pending.append((match["enc"], match["text"]))
         position = match.end()
     flush()
     tail = unfolded[position:]

@@ -180,3 +180,30 @@ def test_truncated_utf8_keeps_utf8_with_a_replacement_character() -> None:
     assert text == "Юникод запрещен\ufffd"
     assert note.used == "utf-8"
     assert note.repair == "no charset declared, decoded as utf-8 with 1 replacement character"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("=?us-ascii?Q?ABC / 123 / West?=", "ABC / 123 / West"),
+        ("Re:=?UTF-8?Q? Personal=C3=A4nderung?=", "Re: Personaländerung"),
+        ("=?UTF-8?Q? Personal=C3=A4nderung?=", "Personaländerung"),
+        # folded inside the word, in the middle of an escape
+        ("=?utf-8?Q?Gr=C3=\r\n BC=C3=9Fe?=", "Grüße"),
+        ("=?utf-8?Q?Gr=C\r\n 3=BC=C3=9Fe?=", "Grüße"),
+        # split mid-character across words, and mid-group in base64
+        ("=?utf-8?Q?caf=C3?=\r\n =?utf-8?Q?=A9?=", "café"),
+        ("=?utf-8?B?5L2g5a?=\r\n =?utf-8?B?W9?=", "你好"),
+        # adjacent words in different charsets, with and without whitespace
+        ("=?gb2312?B?16q3og==?==?utf-8?Q?=EF=BC=9A?=", "转发："),
+        ("=?utf-8?Q?Caf=C3=A9?=\r\n =?iso-8859-1?Q?_na=EFve?=", "Café naïve"),
+        ("=?UTF-8?B?5L2g5aW9?=abc", "你好abc"),
+    ],
+)
+def test_encoded_words_as_real_clients_write_them(value: str, text: str) -> None:
+    assert decode_header_value(value, "subject").text == text
+
+
+def test_encoded_word_scan_is_linear_on_hostile_input() -> None:
+    value = "=?utf-8?q?" * 20_000 + "x" * 10_000
+    assert decode_header_value(value, "subject").text.endswith("x")
