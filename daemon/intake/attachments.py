@@ -158,7 +158,7 @@ def _param(part: Message, name: str, header: str, where: str, collector: _Collec
         if note.declared or note.repair:
             collector.notes.append(note)
         return decoded
-    if "=?" in value:
+    if "=?" in value or "\x1b" in value:  # RFC 2047 words, or raw ISO-2022-JP escapes
         result = decode_header_value(value, where, collector.hints)
         collector.notes.extend(result.notes)
         return result.text

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from charset_normalizer import from_bytes
 
+from daemon.intake import iso2022jp, plausibility
 from daemon.intake.parsed import CharsetNote
 
 __all__ = [
@@ -55,12 +56,18 @@ _WIDENED: dict[str, tuple[str, ...]] = {
     "shift_jis": ("shift_jis", "cp932"),
     "euc_jp": ("euc_jp", "euc_jis_2004"),
     "euc_kr": ("euc_kr", "cp949"),
-    "iso2022_jp": ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2"),
+    "iso2022_jp": ("iso2022_jp", iso2022jp.NAME, "iso2022_jp_ext", "iso2022_jp_2"),
+    iso2022jp.NAME: (iso2022jp.NAME,),
 }
+
+# Microsoft's names for ISO-2022-JP with its extensions (see daemon.intake.iso2022jp).
+_MICROSOFT_JIS = frozenset({"cp50220", "cp50221", "cp50222", "csiso2022jp", "iso-2022-jp-ms",
+                            "x-iso-2022-jp-ms"})
 
 # Codecs whose text is 7-bit bytes: ASCII input still needs the codec.
 _SEVEN_BIT = frozenset(
-    {"iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_ext", "iso2022_kr", "hz", "utf-7"}
+    {iso2022jp.NAME, "iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_ext",
+     "iso2022_kr", "hz", "utf-7"}
 )
 _UNICODE = frozenset({"utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
                       "utf-32-be", "utf-8-sig"})
@@ -88,6 +95,8 @@ def canonical_codec(label: str | None) -> str | None:
         return None
     if cleaned in {"ks_c_5601-1987", "ks_c_5601", "ksc5601"}:
         return "euc_kr"
+    if cleaned in _MICROSOFT_JIS:
+        return iso2022jp.NAME
     try:
         return codecs.lookup(cleaned).name
     except (LookupError, ValueError):
@@ -106,9 +115,13 @@ def _display(codec: str) -> str:
     return codec.replace("_", "-")
 
 
+_CUSTOM = {iso2022jp.NAME: iso2022jp.decode}
+
+
 def _try(data: bytes, codec: str) -> str | None:
     try:
-        return data.decode(codec)
+        custom = _CUSTOM.get(codec)
+        return custom(data) if custom else data.decode(codec)
     except (UnicodeDecodeError, LookupError):
         return None
 
@@ -124,18 +137,49 @@ _UTF8_MULTIBYTE = re.compile(
 )
 
 
-def _nearly(data: bytes, codec: str) -> str | None:
-    """``data`` decoded with ``codec`` if only a few bytes are broken (a cut-off character).
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_ESCAPED_BYTES = "".join(chr(0xDC80 + i) for i in range(128))
 
-    For UTF-8 the rest must really look like UTF-8: a lone Latin-1 byte is not "nearly UTF-8".
+
+def _stray_byte(match: re.Match[str]) -> str:
+    """One byte that is not UTF-8 inside UTF-8 text. After ASCII it is a Latin-1 letter that a
+    legacy system added ("Hofj\xe4geralle" beside "Grüße"), read as windows-1252; right after
+    another non-ASCII character it is what is left of a character cut in half: U+FFFD."""
+    byte = ord(match.group()) - 0xDC00
+    start = match.start()
+    after_ascii = start == 0 or match.string[start - 1].isascii()
+    return bytes([byte]).decode("cp1252") if byte >= 0xA0 and after_ascii else "\ufffd"
+
+
+def _nearly_utf8(data: bytes) -> tuple[str, int, int] | None:
+    """Mostly-UTF-8 bytes: (text, bytes read as windows-1252, replacement characters).
+
+    A character cut off at the end stays U+FFFD; a stray 8-bit byte inside the text is read
+    as windows-1252. The rest must really look like UTF-8: a lone Latin-1 byte is not "nearly
+    UTF-8", and at most a few bytes (2, or one in 500) may be broken.
     """
+    escaped = data.decode("utf-8", "surrogateescape")
+    stripped = escaped.rstrip(_ESCAPED_BYTES)
+    cut = len(escaped) - len(stripped)
+    stray = len(_ESCAPED_BYTE.findall(stripped))
+    bad = stray + cut
+    if not bad or len(_UTF8_MULTIBYTE.findall(data)) <= bad:
+        return None
+    if bad > max(2, len(escaped) // 500):
+        return None
+    text = _ESCAPED_BYTE.sub(_stray_byte, stripped)
+    replaced = text.count("\ufffd") - stripped.count("\ufffd")
+    text += "\ufffd" * min(cut, 1)
+    return text, stray - replaced, replaced + min(cut, 1)
+
+
+def _nearly(data: bytes, codec: str) -> str | None:
+    """``data`` decoded with ``codec`` if only a few bytes are broken (a cut-off character)."""
     try:
         text = data.decode(codec, errors="replace")
     except LookupError:
         return None
     bad = text.count("\ufffd") - data.decode("latin-1").count("\ufffd")
-    if codecs.lookup(codec).name == "utf-8" and len(_UTF8_MULTIBYTE.findall(data)) <= bad:
-        return None
     return text if bad <= max(2, len(text) // 500) else None
 
 
@@ -144,6 +188,27 @@ def _nearly(data: bytes, codec: str) -> str | None:
 _SHORT = 200
 _MAIL_CHARSETS = ["utf_8", "cp1252", "gb18030", "big5", "shift_jis", "euc_kr", "cp1251",
                   "koi8_r", "iso8859_2", "cp1250"]
+# Codecs every unlabelled run is also tried in, the order breaking ties (cp1252 before
+# iso-8859-2: "naïve" is likelier than "naďve").
+_USUAL = ("gb18030", "big5hkscs", "cp932", "cp949", "euc_jp", "cp1252", "cp1251", "iso8859-2",
+          "koi8_r")
+# Codecs of the same language to try when the declared one cannot decode the bytes
+# (ISO-2022-JP that is really Shift_JIS, and the reverse).
+_SIBLINGS: dict[str, tuple[str, ...]] = {
+    "iso2022_jp": ("cp932", "euc_jp"),
+    "iso2022_jp_2": ("cp932", "euc_jp"),
+    "iso2022_jp_ext": ("cp932", "euc_jp"),
+    iso2022jp.NAME: ("cp932", "euc_jp"),
+    "shift_jis": ("euc_jp",),
+    "cp932": ("euc_jp",),
+    "euc_jp": ("cp932",),
+    "big5": ("gb18030",),
+    "big5hkscs": ("gb18030",),
+    "cp950": ("gb18030",),
+}
+# ISO-2022 text whatever its label: 7-bit bytes with escape sequences.
+_ISO2022 = ("iso2022_jp", iso2022jp.NAME, "iso2022_jp_2", "iso2022_jp_2004", "iso2022_kr")
+_HINT_BONUS = 1.5
 
 
 def _detect(data: bytes) -> str | None:
@@ -156,13 +221,59 @@ def _detect(data: bytes) -> str | None:
     return canonical_codec(best.encoding)
 
 
+@dataclass(frozen=True)
+class _Choice:
+    text: str
+    codec: str
+    source: str  # "hint" | "detected"
+
+
+def _most_plausible(data: bytes, codecs_: Iterable[tuple[str, str, float]]) -> _Choice | None:
+    """The candidate decoding that reads most like text (ties: the first one)."""
+    best: tuple[float, _Choice] | None = None
+    seen: set[str] = set()
+    for codec, source, bonus in codecs_:
+        name = _name(codec)
+        if name in seen:
+            continue
+        seen.add(name)
+        text = _try(data, codec)
+        if text is None:
+            continue
+        value = plausibility.score(text) + bonus
+        if best is None or value > best[0]:
+            best = (value, _Choice(text, name, source))
+    return best[1] if best else None
+
+
+def _name(codec: str) -> str:
+    if codec in _CUSTOM:
+        return codec
+    try:
+        return codecs.lookup(codec).name
+    except LookupError:
+        return codec
+
+
+def _first_clean(data: bytes, label: str) -> str | None:
+    """The first codec that decodes ``data`` among those a label stands for."""
+    codec = canonical_codec(label)
+    if codec is None or codec in _SEVEN_BIT:
+        return None
+    for candidate in _candidates(codec, data):
+        if _try(data, candidate) is not None:
+            return candidate
+    return None
+
+
 def decode_bytes(
     data: bytes, declared: str | None, where: str, hints: Iterable[str] = ()
 ) -> tuple[str, CharsetNote]:
     """Decode one run of bytes, returning the text and the note that says how.
 
     ``declared`` is the label as the mail gives it; ``hints`` are other labels from the same
-    message, tried before detection when the bytes carry no (usable) label.
+    message (declared by its parts, or detected in its body), preferred when the bytes carry
+    no (usable) label.
     """
     label = declared.strip().strip("\"'").lower() if declared else None
     label = label or None
@@ -174,6 +285,13 @@ def decode_bytes(
 
     def said() -> str:
         return f"{shown} declared" if shown else "no charset declared"
+
+    if data.isascii() and b"\x1b" in data and codec not in _SEVEN_BIT:
+        for candidate in _ISO2022:
+            text = _try(data, candidate)
+            if text is not None:
+                return text, note(_display(candidate), f"{said()}, decoded as "
+                                  f"{_display(candidate)} (escape sequences in the text)")
 
     if data.isascii() and codec not in _SEVEN_BIT and codec not in _UNICODE - {"utf-8"}:
         return data.decode("ascii"), note(_display(codec) if codec else "us-ascii")
@@ -189,36 +307,51 @@ def decode_bytes(
             if text is None:
                 continue
             repair = None
-            if codecs.lookup(candidate).name != codec:
+            if _name(candidate) != codec:
                 repair = f"{said()}, decoded as {_display(candidate)}"
             return text, note(_display(candidate), repair)
+        sibling = _most_plausible(data, ((c, "detected", 0.0) for c in _SIBLINGS.get(codec, ())))
+        if sibling is not None:
+            return sibling.text, note(_display(sibling.codec), f"{said()}, decoded as "
+                                      f"{_display(sibling.codec)} (the declared charset cannot "
+                                      "decode the bytes)")
 
-    for hint in hints:
-        hinted = canonical_codec(hint)
-        if hinted is None or hinted == codec or hinted in _SEVEN_BIT:
-            continue
-        for candidate in _candidates(hinted, data):
-            text = _try(data, candidate)
-            if text is not None:
-                return text, note(_display(candidate), f"{said()}, decoded as "
-                                  f"{_display(candidate)} (charset of the same message)")
+    hinted = [(c, "hint", _HINT_BONUS) for c in
+              (_first_clean(data, hint) for hint in hints) if c is not None and c != codec]
+    detected = _detect(data)
+    # The usual suspects first: where two decodings read the same, "windows-1252" is the
+    # better name for German than the "windows-1250" detection may return.
+    guesses = [(c, "detected", 0.0) for c in _USUAL]
+    guesses += [(c, "detected", 0.0) for c in
+                ((detected,) if detected is not None and (
+                    b"\x00" in data or not detected.startswith(("utf-16", "utf-32"))) else ())]
+    choice = _most_plausible(data, [*hinted, *guesses])
+    if choice is not None and choice.source == "hint":
+        return choice.text, note(_display(choice.codec), f"{said()}, decoded as "
+                                 f"{_display(choice.codec)} (charset of the same message)")
 
     base = (_candidates(codec, data)[0] if codec else None) or "utf-8"
-    lenient = _nearly(data, base)
-    if lenient is not None:
-        bad = lenient.count("\ufffd")
-        return lenient, note(_display(base), f"{said()}, decoded as {_display(base)} "
-                             f"with {bad} replacement character{'s' if bad > 1 else ''}")
+    if _name(base) == "utf-8":
+        mostly = _nearly_utf8(data)
+        if mostly is not None:
+            text, stray, bad = mostly
+            parts = [f"{stray} stray byte{'s' if stray > 1 else ''} read as windows-1252"
+                     if stray else "", f"{bad} replacement character{'s' if bad > 1 else ''}"
+                     if bad else ""]
+            return text, note("utf-8", f"{said()}, decoded as utf-8 with "
+                              + " and ".join(p for p in parts if p))
+    elif base not in _CUSTOM:
+        lenient = _nearly(data, base)
+        if lenient is not None:
+            bad = lenient.count("\ufffd")
+            return lenient, note(_display(base), f"{said()}, decoded as {_display(base)} "
+                                 f"with {bad} replacement character{'s' if bad > 1 else ''}")
 
-    detected = _detect(data)
-    if detected is not None and (b"\x00" in data or not detected.startswith(("utf-16", "utf-32"))):
-        for candidate in _candidates(detected, data):
-            text = _try(data, candidate)
-            if text is not None:
-                return text, note(_display(candidate), f"{said()}, detected as "
-                                  f"{_display(candidate)}")
+    if choice is not None:
+        return choice.text, note(_display(choice.codec), f"{said()}, detected as "
+                                 f"{_display(choice.codec)}")
 
-    text = data.decode(base, errors="replace")
+    text = data.decode(base if base not in _CUSTOM else "utf-8", errors="replace")
     return text, note(_display(base),
                       f"{said()}, decoded as {_display(base)} with replacement characters")
 
@@ -284,7 +417,7 @@ def _words_bytes(words: list[tuple[str, str]]) -> bytes:
 def _plain_run(value: str, where: str, hints: tuple[str, ...]) -> tuple[str, list[CharsetNote]]:
     """Text between encoded words: ASCII, or raw 8-bit bytes carried as surrogates."""
     data = raw_bytes(value)
-    if data.isascii():
+    if data.isascii() and "\x1b" not in value:
         return value, []
     text, note = decode_bytes(data, None, where, hints)
     return text, [note]

@@ -106,10 +106,14 @@ def parse(raw: bytes) -> ParsedMail:
     defects: list[str] = []
     message = _build(raw, defects)
     defects.extend(_parser_defects(message))
-    hints = _charset_hints(message)
+    declared = _charset_hints(message)
+    body = _guarded("body", lambda: extract_body(message, declared), _EMPTY_BODY, defects)
+    # Unlabelled bytes in headers and file names are read in the charset the message
+    # declares elsewhere, then in the one its body turned out to be in (its language).
+    hints = tuple(dict.fromkeys((*declared, *(n.used for n in body.notes
+                                              if n.used != "us-ascii"))))
     headers, header_notes = _guarded("headers", lambda: _headers(message, hints),
                                      _NO_HEADERS, defects)
-    body = _guarded("body", lambda: extract_body(message, hints), _EMPTY_BODY, defects)
     scan = _guarded("attachments", lambda: extract_attachments(message, hints),
                     AttachmentScan(), defects)
     defects.extend(scan.defects)
