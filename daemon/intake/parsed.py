@@ -36,6 +36,18 @@ class CharsetNote:
     repair: str | None = None
 
 
+# The signature part of multipart/signed (S/MIME, PGP): kept as an attachment, since nothing
+# received is dropped, but marked, so that nothing relays it to others as a file.
+SIGNATURE_TYPES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+
+
+def is_signature(content_type: str) -> bool:
+    """Whether an attachment of this content type is a signature (also for stored rows)."""
+    return content_type.strip().lower() in SIGNATURE_TYPES
+
+
 @dataclass(frozen=True)
 class Attachment:
     """One attachment as found in the mail (before any size limit is applied)."""
@@ -52,6 +64,11 @@ class Attachment:
     @property
     def size(self) -> int:
         return len(self.payload)
+
+    @property
+    def signature(self) -> bool:
+        """A signature part (``smime.p7s``, ``signature.asc``): kept, never relayed."""
+        return is_signature(self.content_type)
 
 
 @dataclass(frozen=True)

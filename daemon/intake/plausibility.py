@@ -59,13 +59,24 @@ def _han(ch: str) -> float:
         return 2.0
     big5 = _encodes(ch, "big5")
     if big5 is not None and 0xA4 <= big5[0] <= 0xC6:
-        return 1.5
+        return 1.2
     sjis = _encodes(ch, "shift_jis")
     if sjis is not None and 0x88 <= sjis[0] <= 0x98:
-        return 1.5
+        return 1.2
     if gb is not None:
         return 0.5
     return -2.0
+
+
+@lru_cache(maxsize=65_536)
+def _kanji(ch: str) -> float:
+    """A Han character beside kana: Japanese, so JIS level 1 is what is common."""
+    if ch in _FREQUENT_HAN:
+        return 2.5
+    sjis = _encodes(ch, "cp932")
+    if sjis is not None and 0x88 <= sjis[0] <= 0x98:
+        return 2.0
+    return 0.5 if sjis is not None else -1.0
 
 
 @lru_cache(maxsize=16_384)
@@ -109,6 +120,8 @@ def _cjk_char(ch: str, script: str) -> float | None:
     code = ord(ch)
     if script == "han":
         return _han(ch)
+    if script == "han-ja":
+        return _kanji(ch)
     if script == "hangul":
         return _hangul(ch) if 0xAC00 <= code < 0xD7A4 else -1.0
     if script == "kana":
@@ -141,6 +154,30 @@ def _letter(text: str, index: int, script: str) -> float:
     return value
 
 
+def _glued(text: str, index: int) -> float:
+    """Penalty for a CJK character glued to small ASCII letters ("L黷kebohle", "愜oogle"):
+    words such as "OA系统" or "Win10" touch capitals and digits, rarely a small letter."""
+    penalty = 0.0
+    if index > 0 and text[index - 1].isascii() and text[index - 1].islower():
+        penalty += 1.5
+    if index + 1 < len(text) and text[index + 1].isascii() and text[index + 1].islower():
+        penalty += 1.5
+    return penalty
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return 0x2E80 <= code < 0xA000 or 0xAC00 <= code < 0xD7A4 or 0xF900 <= code < 0xFB00 \
+        or 0xFF00 <= code < 0xFFF0 or 0x20000 <= code < 0x30000
+
+
+def _alone(text: str, index: int) -> bool:
+    """A CJK character with none beside it: one such character in Western text is noise."""
+    before = index > 0 and _is_cjk(text[index - 1])
+    after = index + 1 < len(text) and _is_cjk(text[index + 1])
+    return not before and not after
+
+
 def score(text: str) -> float:
     """Higher is more plausible; compare only decodings of the same bytes."""
     total = 0.0
@@ -163,12 +200,19 @@ def score(text: str) -> float:
             previous_script = ""
             continue
         script = _script(ch)
-        cjk = _cjk_char(ch, script)
+        kana_beside = previous_script == "kana" or (
+            index + 1 < len(sample) and _script(sample[index + 1]) == "kana")
+        cjk = _cjk_char(ch, "han-ja" if script == "han" and kana_beside else script)
         if cjk is not None:
             total += cjk
             mixed = {previous_script, script}
             if mixed == {"han", "hangul"}:
                 total -= 1.5
+            if script in ("han", "hangul", "kana"):
+                total -= _glued(sample, index)
+            if ((script == "han" and ch not in _FREQUENT_HAN) or code >= 0xFF61) \
+                    and _alone(sample, index):
+                total -= 1.0  # a lone rare ideograph or half-width kana in Western text
             if script == "han" and previous_script != "han" and index > 0 \
                     and sample[index - 1] == " ":
                 total -= 1.0  # Chinese does not put spaces between words; Korean does
