@@ -8,15 +8,23 @@ clients put raw 8-bit bytes in headers with no label at all. Decoding with the l
 
 The rules, in order, for one run of bytes (:func:`decode_bytes`):
 
-1. Pure ASCII decodes as ASCII (unless the label is a 7-bit encoding such as ISO-2022-JP).
+1. 7-bit bytes with ISO-2022 escape sequences are ISO-2022-JP (with Microsoft's extensions,
+   :mod:`daemon.intake.iso2022jp`) or -KR, whatever the label says. Other pure ASCII decodes
+   as ASCII (unless the label is a 7-bit encoding such as ISO-2022-JP).
 2. Bytes that are valid UTF-8 (and not pure ASCII) are UTF-8, whatever the label says: genuine
    legacy text is almost never valid UTF-8.
 3. The declared label is widened to its superset: gb2312/gbk -> gb18030 (always, and noted),
-   big5 -> big5hkscs -> cp950, shift_jis -> cp932, euc-kr -> cp949, iso-8859-1 with C1 bytes
-   -> windows-1252.
-4. Otherwise charset hints from the same message (the body's label for a raw header) are tried.
-5. Otherwise charset-normalizer detects the encoding.
-6. Otherwise the bytes are decoded with replacement characters, and the note says so.
+   big5 -> big5hkscs -> cp950, shift_jis -> cp932, euc-kr -> cp949, iso-2022-jp -> cp50221,
+   iso-8859-1 with C1 bytes -> windows-1252. When no superset decodes the bytes, the label's
+   siblings are tried (ISO-2022-JP that is really Shift_JIS or EUC-JP, Big5 that is GBK).
+4. Otherwise (no label, or an unusable one) every candidate is decoded and the one that reads
+   most like text wins (:mod:`daemon.intake.plausibility`): the charsets the same message
+   declares or its body was found in (``hints``, with a small bonus: the language of the
+   body is preferred), the charsets mail is usually sent in, and charset-normalizer's guess.
+5. Mostly-UTF-8 bytes (a character cut off at the end, a stray Latin-1 byte) are UTF-8, the
+   stray byte read as windows-1252 after ASCII and as U+FFFD after a cut character.
+6. Otherwise the most plausible decoding is taken ("detected as"), or the bytes are decoded
+   with replacement characters, and the note says so.
 
 Every body part and every header that was encoded or repaired yields a :class:`CharsetNote`.
 """

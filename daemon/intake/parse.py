@@ -25,6 +25,13 @@ the CPython email test data), it falls short in these places, done here with the
   :mod:`daemon.intake.bodies` (random names for unnamed parts, base64 strings, signatures as
   attachments, no TNEF, HTML left as HTML).
 * **Message-IDs.** It returns header text; ids are extracted here without angle brackets.
+* **Damaged mail that people still read.** A header block cut by a continuation line that
+  lost its whitespace, or with junk before the first header, is repaired first
+  (:mod:`daemon.intake.headerblock`); an address item mail-parser rejects but a mail client
+  reads (``Claudia.Shu@yahoo.com.``, ``Test test@example.com``, a bare ``MAILER-DAEMON``) is
+  salvaged (:mod:`daemon.intake.senders`). Every repair is a line in ``defects``.
+* **Undeclared bytes** in headers and file names are read after the body, so the charset the
+  body declared or was found in (its language) is the first candidate for them.
 """
 
 from __future__ import annotations
