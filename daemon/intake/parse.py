@@ -372,6 +372,8 @@ def _address(
     display: str, email_address: str, where: str, hints: tuple[str, ...]
 ) -> Address | None:
     email_address = email_address.strip().strip("<>").lower()
+    if len(email_address) > 2 and email_address[0] == email_address[-1] == "'":
+        email_address = email_address[1:-1]  # 'user@example.com': quotes, not the address
     if not _plausible_email(email_address):
         return None
     name = decode_header_value(display, where, hints).text if display else ""

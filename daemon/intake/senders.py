@@ -80,6 +80,9 @@ def _clean(token: str) -> tuple[str, list[str]] | None:
     stripped = token.strip(_AROUND + " \t")
     if stripped != token.strip():
         dropped.append("stray brackets or quotes")
+    if stripped.lower().startswith("mailto:"):
+        stripped = stripped[len("mailto:"):]
+        dropped.append("mailto: prefix")
     if stripped.endswith("."):
         stripped = stripped.rstrip(".")
         dropped.append("trailing dot")
@@ -88,6 +91,9 @@ def _clean(token: str) -> tuple[str, list[str]] | None:
         return None
     local = local.strip()
     domain = domain.strip().rstrip(".").lower()
+    if ".." in domain:
+        domain = ".".join(label for label in domain.split(".") if label)
+        dropped.append("double dot in the domain")
     if local.startswith('"') != local.endswith('"'):
         local = local.strip('"')
     if not _local_ok(local) or not _domain_ok(domain):
@@ -144,11 +150,15 @@ def salvage(item: str) -> Salvaged | None:
     for index in range(len(words) - 1, -1, -1):
         if "@" not in words[index]:
             continue
-        cleaned = _clean(words[index])
+        word, glued = words[index], ""
+        quote = word.rfind('"', 0, word.find("@"))
+        if quote > 0:  # "Name"address@example.com: a quoted name glued to the address
+            word, glued = word[quote + 1 :], word[: quote + 1]
+        cleaned = _clean(word)
         if cleaned is None:
             continue
         email, dropped = cleaned
-        name = _name(" ".join(words[:index]))
+        name = _name(" ".join([*words[:index], glued]))
         after = _name(" ".join(words[index + 1 :]))
         what = list(dropped)
         if name:

@@ -9,7 +9,7 @@ in Thunderbird or Outlook. The file name says the class: 1 senders, 2 header blo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest

@@ -34,6 +34,12 @@ def mail(from_value: str, message_id: str = "<m1@mx.client.example>") -> bytes:
          "display name without quotes or angle brackets"),
         ("=?utf-8?Q?J=C3=B6rg?= joerg@example.com", "Jörg", "joerg@example.com",
          "display name without quotes or angle brackets"),
+        ('"张三"zhang@example.com', "张三", "zhang@example.com",
+         "display name without quotes or angle brackets"),
+        ("Ann <mailto:ann@example.com>", "Ann", "ann@example.com", "mailto: prefix"),
+        ('"Ann" <ann@example..com>', "Ann", "ann@example.com", "double dot in the domain"),
+        ("Ann [ann@example.com]", "Ann", "ann@example.com",
+         "stray brackets or quotes, display name without quotes or angle brackets"),
     ],
 )
 def test_broken_from_is_salvaged_with_the_repair_in_defects(
@@ -64,6 +70,10 @@ def test_bare_mailer_daemon_domain_from_received_without_message_id() -> None:
 def test_no_plausible_address_stays_unread(value: str) -> None:
     raw = f"From: {value}\r\nTo: support@corp.example\r\nSubject: s\r\n\r\nbody\r\n".encode()
     assert parse(raw).from_ is None
+
+
+def test_single_quotes_around_an_address_are_dropped() -> None:
+    assert parse(mail("'ann@example.com'")).from_ == Address("", "ann@example.com")
 
 
 def test_good_addresses_are_not_touched() -> None:
