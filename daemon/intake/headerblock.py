@@ -11,7 +11,8 @@ Subject that a mail client still shows:
   block); otherwise it really is where the body starts, and the block ends there as before.
 * **Junk before the first header**: a blank line, an mbox ``From `` envelope line (or its
   ``>From `` form), a line of text. Up to :data:`MAX_JUNK_LINES` such lines are dropped when
-  a header block follows them.
+  a header block follows them. A UTF-8 byte order mark or whitespace before the first
+  header is removed.
 
 :func:`repair_header_block` returns the bytes to parse and one sentence per repair; the
 original bytes stay what is hashed, deduplicated and quarantined. It reads each line of the
@@ -26,6 +27,7 @@ import re
 __all__ = ["MAX_JUNK_LINES", "repair_header_block"]
 
 MAX_JUNK_LINES = 10
+_BOM = b"\xef\xbb\xbf"
 # A header field line: printable ASCII name without colon or space, then a colon.
 _FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 # Names that only a header block holds; a line naming one proves the block goes on.
@@ -69,9 +71,15 @@ def _junk_prefix(lines: list[bytes]) -> int:
 
 def repair_header_block(raw: bytes) -> tuple[bytes, list[str]]:
     """``raw`` with its header block repaired, and what was repaired (empty: unchanged)."""
+    repairs: list[str] = []
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+        repairs.append("header block: byte order mark before the first header removed")
     head_end = _block_end(raw)
     lines = raw[:head_end].split(b"\n")
-    repairs: list[str] = []
+    if lines and lines[0][:1] in (b" ", b"\t") and _field_name(lines[0].lstrip()) is not None:
+        lines[0] = lines[0].lstrip()
+        repairs.append("header block: whitespace before the first header removed")
     skip = _junk_prefix(lines)
     if skip:
         shown = b" | ".join(x.strip() for x in lines[:skip])[:60].decode("ascii", "replace")

@@ -72,3 +72,18 @@ def test_well_formed_mail_is_returned_unchanged() -> None:
 def test_text_that_is_no_mail_stays_no_mail() -> None:
     raw = b"line one\r\nline two\r\nline three: with a colon\r\n"
     assert repair_header_block(raw) == (raw, [])
+
+
+@pytest.mark.parametrize(("prefix", "repair"), [
+    (b"\xef\xbb\xbf", "header block: byte order mark before the first header removed"),
+    (b"  ", "header block: whitespace before the first header removed"),
+])
+def test_a_byte_order_mark_or_indentation_before_the_first_header(prefix: bytes,
+                                                                  repair: str) -> None:
+    raw = prefix + b"From: Ann Lee <ann@client.example>\r\nSubject: printer broken\r\n" \
+        b"To: support@corp.example\r\n\r\nThe body.\r\n"
+    parsed = parse(raw)
+    assert parsed.from_ == Address("Ann Lee", "ann@client.example")
+    assert parsed.subject == "printer broken"
+    assert parsed.body_text == "The body."
+    assert repair in parsed.defects
