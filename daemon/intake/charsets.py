@@ -46,6 +46,7 @@ from daemon.intake import iso2022jp, plausibility
 from daemon.intake.parsed import CharsetNote
 
 __all__ = [
+    "ENCODED_WORD",
     "Decoded",
     "canonical_codec",
     "decode_bytes",
@@ -375,6 +376,7 @@ def raw_bytes(value: str) -> bytes:
 _ENCODED_WORD = re.compile(
     r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<enc>[bBqQ])\?(?P<text>[^?]*)\?="
 )
+ENCODED_WORD = _ENCODED_WORD
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _BASE64_NOISE = re.compile(r"[^A-Za-z0-9+/]")
 # Whitespace inside a quoted-printable escape ("=C3= BC", "=C 3"): a fold inside the word.

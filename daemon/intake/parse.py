@@ -58,7 +58,7 @@ from mailparser.utils import get_addresses
 from daemon.errors import Quarantine
 from daemon.intake.attachments import AttachmentScan, extract_attachments, walk_leaves
 from daemon.intake.bodies import Body, extract_body
-from daemon.intake.charsets import decode_bytes, decode_header_value, raw_bytes
+from daemon.intake.charsets import ENCODED_WORD, decode_bytes, decode_header_value, raw_bytes
 from daemon.intake.headerblock import repair_header_block
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail, Report
 from daemon.intake.senders import (
@@ -320,7 +320,7 @@ def _addresses(
         text = value
         if not data.isascii():
             text = decode_bytes(data, None, name, hints)[0]
-        text = " ".join(text.split())
+        text = _quote_encoded_words(" ".join(text.split()))
         diagnostics: list[dict[str, object]] = []
         pairs = get_addresses(text, defects=diagnostics, decode_names=False)
         for display, email_address in pairs:
@@ -341,6 +341,30 @@ def _addresses(
             if address not in result:
                 result.append(address)
     return tuple(result)
+
+
+_ADDRESS_SPECIALS = frozenset(',;:<>@"()[]\\')
+
+
+def _quote_encoded_words(text: str) -> str:
+    """Encoded words holding address specials (``=?utf-8?Q?M=C3=BCller,_Hans?=``, as Outlook
+    writes a "Last, First" name) put in quotes, so the comma does not split the list."""
+    pieces: list[str] = []
+    position = 0
+    quotes = 0
+    for match in ENCODED_WORD.finditer(text):
+        between = text[position : match.start()]
+        quotes += between.count('"')
+        pieces.append(between)
+        word = match.group()
+        if quotes % 2 == 0 and not _ADDRESS_SPECIALS.isdisjoint(match["text"]):
+            word = f'"{word}"'
+        pieces.append(word)
+        position = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def _salvage(message: Message, name: str, item: str) -> Salvaged | None:

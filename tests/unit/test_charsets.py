@@ -12,7 +12,7 @@ import pytest
 
 from daemon.intake.charsets import canonical_codec, decode_bytes, decode_header_value
 from daemon.intake.parse import parse
-from daemon.intake.parsed import CharsetNote
+from daemon.intake.parsed import Address, CharsetNote
 
 
 def encoded_word(text: str, label: str, codec: str) -> str:
@@ -207,3 +207,13 @@ def test_encoded_words_as_real_clients_write_them(value: str, text: str) -> None
 def test_encoded_word_scan_is_linear_on_hostile_input() -> None:
     value = "=?utf-8?q?" * 20_000 + "x" * 10_000
     assert decode_header_value(value, "subject").text.endswith("x")
+
+
+def test_an_encoded_word_holding_a_comma_does_not_split_the_address_list() -> None:
+    value = "=?utf-8?Q?M=C3=BCller,_Hans?= <hans@example.com>, =?utf-8?Q?B=C3=B6b?= <b@example.com>"
+    raw = f"From: {value}\r\nTo: {value}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    parsed = parse(raw)
+    assert parsed.from_ == Address("Müller, Hans", "hans@example.com")
+    assert parsed.to == (Address("Müller, Hans", "hans@example.com"),
+                         Address("Böb", "b@example.com"))
+    assert parsed.defects == ()
