@@ -69,6 +69,19 @@ _WIDENED: dict[str, tuple[str, ...]] = {
     iso2022jp.NAME: (iso2022jp.NAME,),
 }
 
+# Labels mail clients send that Python does not know (after the WHATWG encoding labels).
+_ALIASES = {
+    "x-gbk": "gbk", "gb_2312-80": "gbk", "gb2312_charset": "gbk", "chinese": "gbk",
+    "csgb2312": "gbk", "iso-ir-58": "gbk", "x-euc-cn": "gbk", "x-mac-chinesesimp": "gbk",
+    "x-sjis": "cp932", "windows-31j": "cp932", "ms_kanji": "cp932", "csshiftjis": "cp932",
+    "x-ms-cp932": "cp932", "x-euc-jp": "euc_jp", "cseucpkdfmtjapanese": "euc_jp",
+    "x-x-big5": "big5", "csbig5": "big5", "big5-tw": "big5", "x-mac-chinesetrad": "big5",
+    "x-windows-949": "cp949", "windows-949": "cp949", "ks_c_5601-1989": "cp949",
+    "windows-874": "cp874", "iso-8859-11": "cp874", "tis-620": "cp874", "x-cp1250": "cp1250",
+    "x-cp1251": "cp1251", "iso-8859-8-i": "iso8859-8", "iso-10646-ucs-2": "utf-16-be",
+    "cp-850": "cp850", "x-mac-roman": "mac-roman", "macintosh": "mac-roman",
+}
+
 # Microsoft's names for ISO-2022-JP with its extensions (see daemon.intake.iso2022jp).
 _MICROSOFT_JIS = frozenset({"cp50220", "cp50221", "cp50222", "csiso2022jp", "iso-2022-jp-ms",
                             "x-iso-2022-jp-ms"})
@@ -104,6 +117,7 @@ def canonical_codec(label: str | None) -> str | None:
         return None
     if cleaned in {"ks_c_5601-1987", "ks_c_5601", "ksc5601"}:
         return "euc_kr"
+    cleaned = _ALIASES.get(cleaned, cleaned)
     if cleaned in _MICROSOFT_JIS:
         return iso2022jp.NAME
     try:

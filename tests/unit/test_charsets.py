@@ -217,3 +217,11 @@ def test_an_encoded_word_holding_a_comma_does_not_split_the_address_list() -> No
     assert parsed.to == (Address("Müller, Hans", "hans@example.com"),
                          Address("Böb", "b@example.com"))
     assert parsed.defects == ()
+
+
+@pytest.mark.parametrize(("label", "codec"), [
+    ("x-gbk", "gbk"), ("GB2312_CHARSET", "gbk"), ("x-sjis", "cp932"), ("windows-31j", "cp932"),
+    ("x-x-big5", "big5"), ("windows-874", "cp874"), ("x-windows-949", "cp949"),
+])
+def test_labels_clients_send_that_python_does_not_know(label: str, codec: str) -> None:
+    assert canonical_codec(label) == codec
