@@ -172,11 +172,14 @@ def salvage(item: str) -> Salvaged | None:
 
 def salvage_system_sender(item: str, domain: str | None) -> Salvaged | None:
     """A bare mail-system sender (``MAILER-DAEMON``), qualified with ``domain`` if known."""
-    text = item.strip().strip("<>\"' \t")
+    text = " ".join(item.split())
     comment = ""
-    if "(" in text:
+    if "<" in text:  # Mail Delivery Subsystem <MAILER-DAEMON>
+        comment, _, text = text.partition("<")
+        text = text.partition(">")[0]
+    elif "(" in text:  # MAILER-DAEMON (Mail Delivery System)
         text, _, comment = text.partition("(")
-        text = text.strip()
+    text = text.strip().strip("\"' \t")
     if not text or " " in text or "@" in text or text.lower() not in MAIL_SYSTEM_NAMES:
         return None
     local = text.lower()

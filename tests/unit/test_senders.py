@@ -59,6 +59,16 @@ def test_bare_mailer_daemon_is_qualified_with_the_mails_own_domain() -> None:
             "mail)") in parsed.defects
 
 
+def test_mailer_daemon_in_angle_brackets_without_a_domain() -> None:
+    parsed = parse(mail("Mail Delivery Subsystem <MAILER-DAEMON>"))
+    assert parsed.from_ == Address("Mail Delivery Subsystem", "mailer-daemon@mx.client.example")
+
+
+def test_bare_mailer_daemon_without_any_domain_is_still_a_mail_system() -> None:
+    raw = b"From: MAILER-DAEMON\r\nTo: support@corp.example\r\nSubject: failure notice\r\n\r\nx\r\n"
+    assert parse(raw).from_ == Address("", "mailer-daemon")
+
+
 def test_bare_mailer_daemon_domain_from_received_without_message_id() -> None:
     raw = (b"Received: from a.example by mx.isp.example with ESMTP id 1;\r\n"
            b" Fri, 27 Oct 2023 01:00:00 +0000\r\nFrom: MAILER-DAEMON\r\nSubject: x\r\n\r\nb\r\n")
