@@ -54,11 +54,12 @@ def _domain_ok(domain: str) -> bool:
     if not domain or len(domain) > 253:
         return False
     for label in domain.split("."):
-        ascii_label = label if label.isascii() else label.encode("idna", "ignore").decode()
-        if not label or (not _LABEL.fullmatch(ascii_label) and label.isascii()):
+        if not label or len(label) > 63:
+            return False
+        if label.isascii() and not _LABEL.fullmatch(label):
             return False
         if not label.isascii() and not all(ch.isalnum() or ch == "-" for ch in label):
-            return False
+            return False  # an internationalised label: letters, digits and hyphens
     return True
 
 
