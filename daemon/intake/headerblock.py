@@ -62,10 +62,7 @@ def _junk_prefix(lines: list[bytes]) -> int:
             continue
         if index == 0:
             return 0
-        following = lines[index : index + 3]
-        if _known(_field_name(line)) and any(_known(_field_name(x)) for x in following[1:]):
-            return index
-        return 0
+        return index if _known(_field_name(line)) else 0
     return 0
 
 
