@@ -50,7 +50,7 @@ from daemon.app import App
 from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, Quarantine
 from daemon.intake.parse import parse
-from daemon.intake.parsed import Address, CharsetNote, ParsedMail
+from daemon.intake.parsed import Address, CharsetNote, ParsedMail, is_signature
 from daemon.intake.pipeline import Decision, content_hash, decide, judge_trust
 from daemon.models import Base, IntakeRecord, Ticket
 
@@ -167,10 +167,16 @@ class AttachmentView:
     origin: str
     skipped: str | None
 
+    @property
+    def signature(self) -> bool:
+        """A signature part (S/MIME, PGP): stored, never relayed to others."""
+        return is_signature(self.content_type)
+
     def as_dict(self) -> dict[str, Any]:
         return {"filename": self.filename, "safe_filename": self.safe_filename,
                 "content_type": self.content_type, "size": self.size, "sha256": self.sha256,
-                "inline": self.inline, "origin": self.origin, "skipped": self.skipped}
+                "inline": self.inline, "origin": self.origin, "signature": self.signature,
+                "skipped": self.skipped}
 
 
 @dataclass(frozen=True)
@@ -635,6 +641,7 @@ def render(expl: Explanation) -> str:
     for i, att in enumerate(expl.attachments, 1):
         extra = ", inline" if att.inline else ""
         extra += f", from {att.origin}" if att.origin != "mime" else ""
+        extra += ", signature (never relayed)" if att.signature else ""
         out.append(f"  {i}. {att.filename}  {att.content_type}  {_size(att.size)}{extra}")
         out.append(f"     sha256 {att.sha256}")
         out.append(f"     {'skipped: ' + att.skipped if att.skipped else 'stored'}")

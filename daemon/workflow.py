@@ -38,7 +38,7 @@ from daemon.config import Config
 from daemon.directory import Directory
 from daemon.errors import Refused
 from daemon.intents import MailIntent
-from daemon.models import Attachment, Message, Ticket
+from daemon.models import SIGNATURE_TYPES, Attachment, Message, Ticket
 from daemon.states import PRIORITIES, Status
 
 __all__ = ["TRANSITIONS", "MailIntent", "Process", "Status"]
@@ -59,9 +59,7 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
 }
 
 SYSTEM = tickets.SYSTEM
-# Signature parts are kept on the ticket but never passed on to anybody else.
-SIGNATURE_TYPES = ("application/pgp-signature", "application/pkcs7-signature",
-                   "application/x-pkcs7-signature")
+
 
 
 @dataclass
@@ -149,6 +147,7 @@ class Process:
             return ()
         return tuple(session.scalars(select(Attachment.id).where(
             Attachment.message_id == message.id, Attachment.skipped.is_(None),
+            # signature parts are kept on the ticket but never passed on to anybody else
             Attachment.content_type.not_in(SIGNATURE_TYPES)).order_by(Attachment.id)))
 
     def _first_message(self, ticket: Ticket) -> Message | None:

@@ -257,7 +257,8 @@ def test_tickets_show_json_after_ingest(ticketd: Run, site: Path) -> None:
     assert (first["direction"], first["kind"], first["message_id"]) == (
         "in", "new", "att@client.example")
     assert first["attachments"] == [{
-        "filename": "报表.pdf", "content_type": "application/pdf", "size": len(payload),
+        "filename": "报表.pdf", "safe_filename": "报表.pdf",
+        "content_type": "application/pdf", "size": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(), "skipped": None}]
     assert [(e["action"], e["actor"]) for e in shown["events"]] == [
         ("created", "zhang.san@corp.example"), ("routing", "ticketd"), ("mail-queued", "ticketd")]
