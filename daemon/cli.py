@@ -408,13 +408,15 @@ def cmd_outbox_resend(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_templates_check(app: App, args: argparse.Namespace) -> int:
-    problems = app.templates.check()
+    from daemon.replies import templates
+
+    problems = templates.store(app).check()
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) in the mail templates", file=sys.stderr)
         return 2
-    roots = ", ".join(str(r) for r in app.templates.roots())
+    roots = ", ".join(str(r) for r in templates.store(app).roots())
     print(f"ok ({roots})")
     return 0
 

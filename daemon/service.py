@@ -62,6 +62,7 @@ from daemon.intake.pipeline import Intake
 from daemon.logs import Outage
 from daemon.metrics import Metrics
 from daemon.outcomes import FlushReport, IntakeResult, PollReport
+from daemon.replies import templates
 from daemon.replies.notify import Notify
 from daemon.replies.outbox import flush
 from daemon.replies.transports import Transport
@@ -426,7 +427,7 @@ class Service:
             self._http.start()
         self._start_mailboxes()
         self._start_scheduler()
-        self.app.templates.problems()  # logs each broken template and its fallback now
+        templates.store(self.app).problems()  # logs each broken template and its fallback now
         self._started = True
         names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and sweep only)"
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",

@@ -36,7 +36,7 @@ from daemon.blobs import BlobStore
 from daemon.errors import TemplateError
 from daemon.intents import MailIntent
 from daemon.models import Attachment, OutboxMail, Suppression, Ticket
-from daemon.replies import kinds
+from daemon.replies import kinds, templates
 from daemon.replies.compose import OutgoingAttachment, compose, make_message_id
 from daemon.replies.outbox import enqueue
 
@@ -192,7 +192,7 @@ class Notify:
         """Render, compose and queue one mail; a template failure is logged, never raised."""
         cfg = self.app.config
         try:
-            rendered = self.app.templates.render(obj.kind, obj.locale, obj)
+            rendered = templates.store(self.app).render(obj.kind, obj.locale, obj)
         except TemplateError as exc:
             tickets.record(session, ticket, at=self.app.clock.now(), actor=tickets.SYSTEM,
                            action="mail-failed", detail=f"{obj.kind} mail not sent: {exc}")

@@ -65,6 +65,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 import daemon
+from daemon.app import App
 from daemon.errors import TemplateError
 from daemon.replies.kinds import KINDS, context_of, kind_class, sample, variables_of
 
@@ -1060,3 +1061,13 @@ __all__ = [
     "make_environment",
     "normalise_locale",
 ]
+
+
+def store(app: App) -> TemplateStore:
+    """The app's template store: one per app, so hot reload and the last-good fallback work
+    across mails."""
+    return app.part(_build_store)
+
+
+def _build_store(app: App) -> TemplateStore:
+    return TemplateStore(Path(app.config.templates.dir), app.config.support.locale)
