@@ -449,9 +449,10 @@ class Process:
             intents += self.close(session, ticket, actor=actor,
                                   why="the requester confirmed the resolution")
             return intents
-        if status == Status.CLOSED and ticket.rating is not None and \
-                feedback.rating(text) is not None and len(text) <= 40:
-            return intents  # a late rating of a closed ticket does not reopen it
+        if status == Status.CLOSED and (feedback.is_confirmation(
+                text, self.config.tickets.confirmations or feedback.DEFAULT_CONFIRMATIONS) or (
+                feedback.rating(text) is not None and len(text) <= 40)):
+            return intents  # thanks or a late rating for a closed ticket does not reopen it
         if status == Status.NEED_INFO:
             intents += self._info_arrived(session, ticket, actor)
         elif status in (Status.RESOLVED, Status.CLOSED):
