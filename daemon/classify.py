@@ -89,7 +89,8 @@ CATEGORIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "add me to", "new account", "create an account", "account for", "reset password",
         "reset my password", "password reset", "forgot my password", "forgot password",
         "unlock", "locked out", "account locked", "account is locked", "new hire",
-        "new joiner", "onboarding", "license", "licence")),
+        "new joiner", "new starter", "onboarding", "license", "licence", "password",
+        "create accounts", "accounts for", "set up an account", "密码")),
     ("需求开发", "dev", (
         "需求", "新功能", "希望增加", "建议增加", "能否增加", "增加一个", "新增一个", "新增字段",
         "新增功能", "新增报表", "加一个", "开发一个", "做一个", "优化", "改进", "改版", "定制",
@@ -132,7 +133,7 @@ WEAK_WORDS = frozenset({
     "打印机", "投影仪", "投影", "电脑", "笔记本", "服务器", "网络", "无线", "wifi", "显示器",
     "printer", "projector", "laptop", "server", "network", "internet", "monitor",
     "模块", "报表", "页面", "按钮", "字段", "单据", "表单", "module", "report", "page", "button",
-    "field", "form", "建议"})
+    "field", "form", "建议", "password", "密码"})
 
 # Systems requesters name, when [[systems]] is not configured.
 BUILTIN_SYSTEMS: tuple[System, ...] = (
@@ -147,7 +148,7 @@ BUILTIN_SYSTEMS: tuple[System, ...] = (
     System("Wi-Fi", ("WiFi", "无线网络", "无线网", "无线")),
     System("网络", ("有线网络", "内网", "外网", "网线", "network", "internet")),
     System("打印机", ("printer", "复印机", "扫描仪", "scanner", "copier")),
-    System("投影仪", ("投影", "projector")),
+    System("会议室设备", ("投影仪", "投影", "projector", "电视", "大屏", "TV", "display")),
     System("电脑", ("笔记本", "台式机", "主机", "laptop", "desktop", "PC", "computer",
                   "workstation")),
     System("财务系统", ("报销系统", "费控系统", "finance system", "expense system")),

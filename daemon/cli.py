@@ -93,6 +93,7 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
 
 def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     from daemon import tickets
+    from daemon.classify import field_lines
 
     with app.ready_db().transaction() as session:
         data = tickets.to_dict(tickets.get(session, args.number), zone=app.config.support.zone)
@@ -107,8 +108,8 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
           f"handler: {data['handler'] or '-'}")
     if data["cc"]:
         print("cc: " + ", ".join(data["cc"]))
-    for key, value in data["fields"].items():
-        print(f"{key}: {value}")
+    for line in field_lines(data["fields"], app.config.support.locale):
+        print(line)
     for msg in data["messages"]:
         arrow = "<-" if msg["direction"] == "in" else "->"
         print(f"\n{arrow} {msg['date'] or '?'}  {msg['kind']}  from {msg['from']['email']}")

@@ -189,11 +189,14 @@ class TicketView:
     why: str
     supplied: dict[str, str] = field(default_factory=dict)
     status: str | None = None
+    scores: dict[str, int] = field(default_factory=dict)   # every category's score (new)
+    priority_why: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"category": self.category, "team": self.team, "priority": self.priority,
                 "fields": dict(self.fields), "why": self.why, "supplied": dict(self.supplied),
-                "status": self.status,
+                "status": self.status, "scores": dict(self.scores),
+                "priority_why": self.priority_why,
                 "missing": [{"name": f.name, "label_zh": f.label_zh, "label_en": f.label_en}
                             for f in self.missing]}
 
@@ -462,7 +465,8 @@ def _new_ticket(reader: classify.Reader, mail: ParsedMail) -> TicketView:
     """As ``Intake._new_ticket`` classifies (a mailbox's own team would win over ``team``)."""
     found = reader.classify(mail.subject, mail.new_text or mail.body_text)
     return TicketView(found.category, found.team, found.priority, dict(found.fields),
-                      reader.missing(found.category, found.fields), found.why)
+                      reader.missing(found.category, found.fields), found.why,
+                      scores=dict(found.scores), priority_why=found.priority_why)
 
 
 def _existing_ticket(reader: classify.Reader, ticket: Ticket, mail: ParsedMail,
@@ -616,6 +620,11 @@ def render(expl: Explanation) -> str:
                 f"  category {t.category or '-'} ({t.why}), team {t.team or '-'}, "
                 f"priority {t.priority}",
                 "  fields: " + (", ".join(f"{k}={v}" for k, v in t.fields.items()) or "(none)")]
+        if t.scores:
+            out.append("  scores: " + ", ".join(f"{name} {score}" for name, score in sorted(
+                t.scores.items(), key=lambda item: -item[1])))
+        if t.priority_why:
+            out.append(f"  priority {t.priority}: {t.priority_why}")
         if t.supplied:
             out.append("  supplied by this reply: " + ", ".join(sorted(t.supplied)))
         out.append("  missing required details: " + (", ".join(

@@ -296,8 +296,8 @@ _IMPACT = re.compile(
 _STEP_WORDS = re.compile(
     r"(?<![\d一二三四五六七八九十两几半早晚钟])点(?:击|了|开|进|(?:一下)?[\u4e00-\u9fff“”\"]{1,6}?"
     r"(?:后|就|没|也|时|会))|单击|双击|打开|提交|进入|输入|登录后|登陆后|一登录就|"
-    r"(?:登录|登陆|提交|保存|导出|导入|打印|上传|下载|打开|发送|审批|运行|安装|启动|同步|查询)"
-    r"[^，。,.!！？?\n]{0,12}?时|"
+    r"(?:登录|登陆|提交|保存|导出|导入|打印|扫描|上传|下载|打开|发送|审批|运行|安装|启动|同步|"
+    r"查询)[^，。,.!！？?\n]{0,12}?(?:时|后就|之后)|"
     r"(?<![A-Za-z])(?:when i|after i|whenever i|every time i|each time i|i click|i clicked|"
     r"clicking|i tried to|i try to|on clicking|upon clicking|once i)(?![A-Za-z])",
     re.IGNORECASE)

@@ -386,6 +386,53 @@ CASES: tuple[Case, ...] = (
          "功能异常", "P2",
          {"system": "门户", "customer_id": "C-100238", "name": "刘先生",
           "phone": "021-5888 1234", "steps": "登录后", "expected_by": "2023-10-27T18:00:00+08:00"}),
+    # Written after the classifier was tuned on the cases above, as a check on how it
+    # generalises: first scored 9/12 category, 10/12 priority, 2 details asked wrongly.
+    Case("钉钉审批通知收不到",
+         "您好：\n最近一周钉钉上的审批通知都收不到，要手动刷新才能看到，我们部门好几个人都是这样。\n\n"
+         "谢谢\n李华 行政部",
+         "功能异常", "P1", {"system": "钉钉", "department": "行政部"}, asks=("steps",)),
+    Case("会议室电视无法投屏",
+         "18楼大会议室电视无法投屏，下午两点有客户会议，麻烦尽快派人看一下。\n分机：8812",
+         "系统故障", "P2", {"phone": "8812"}, asks=("impact",)),
+    Case("Please reset my SAP password",
+         "Hi,\nMy SAP password expired while I was on leave. Could you reset it?\n"
+         "Dept: Logistics\nThanks, Ivan",
+         "权限申请", "P2", {"system": "SAP", "department": "Logistics"}),
+    Case("ERP 库存数量不对",
+         "ERP 里物料 A1002 的库存显示 -5，实际仓库有 20 个。导入入库单后就变成负数了。\n"
+         "仓储部 周强 13566667777",
+         "功能异常", "P2", {"system": "ERP", "steps": None, "phone": "13566667777"}),
+    Case("Internet very slow on 2nd floor",
+         "Hi IT, the internet on the 2nd floor has been very slow since lunch, about 30 people "
+         "affected, video calls keep dropping.\nRegards,\nAnna",
+         "系统故障", "P1", {"impact": "30 people"}),
+    Case("请问如何在家访问共享盘",
+         "您好，请问出差时怎么访问公司的共享盘？需要装什么软件吗？谢谢",
+         "技术咨询", "P3", {"system": "共享盘"}),
+    Case("建议报销系统支持手机拍照上传发票",
+         "您好，建议报销系统增加手机拍照上传发票的功能，现在只能电脑上传，很不方便。\n财务部 陈敏",
+         "需求开发", "P2", {"system": "财务系统"}),
+    Case("OA 全员无法登录！！！",
+         "OA 现在所有人都登录不了，提示数据库连接失败。\n发生时间：今天 08:45\n"
+         "行政部 王磊 13812341234",
+         "系统故障", "P0",
+         {"system": "OA", "impact": "所有人", "occurred_at": "2023-10-27T08:45:00+08:00"}),
+    Case("New starter needs CRM and VPN",
+         "Hello,\nOur new sales rep Li Wei starts on Monday. Please create accounts for CRM and "
+         "VPN.\nDepartment: Sales\nEmployee ID: S7788\nThanks,\nKaren",
+         "权限申请", "P2", {"system": "CRM", "employee_id": "S7788"}),
+    Case("Excel macro error",
+         "When I run the monthly macro in Excel I get 'Run-time error 1004'. Only on my "
+         "laptop.\nThanks\nBob",
+         "功能异常", "P2", {"system": "Office", "steps": "When I run"}),
+    Case("【紧急】官网支付页面报错",
+         "官网支付页面点击“立即支付”后报错 500，客户都无法付款。\n联系人：刘洋 13900002222",
+         "功能异常", "P0", {"system": "官网", "steps": "点击"}),
+    # Still misread: a printer's scan-to-mail function (功能异常) scores as a printer fault.
+    Case("打印机扫描到邮箱不好用",
+         "三楼打印机扫描到邮箱功能不好用了，扫描后邮箱收不到文件，其他人也一样。\n\n发自我的iPhone",
+         "功能异常", "P2", {"system": "打印机"}, asks=("steps",)),
 )
 
 
