@@ -438,6 +438,17 @@ class Reader:
         body, signature = reading.split_signature(text)
         return self._read("", body, signature, now)[0]
 
+    def supplement(self, existing: Mapping[str, str], text: str, *,
+                   now: datetime | None = None) -> dict[str, str]:
+        """What a reply adds to ``existing`` details: what it writes with a key replaces,
+        what is only read from its prose (a system it happens to name) fills gaps only."""
+        body, signature = reading.split_signature(text)
+        found, sources = self._read("", body, signature, now)
+        keyed = {"written as a detail", "written in the signature"}
+        return {name: value for name, value in found.items()
+                if sources.get(name.removesuffix("_text")) in keyed
+                or not existing.get(name.removesuffix("_text"))}
+
     def missing(self, category: str | None, fields: Mapping[str, str]
                 ) -> tuple[RequiredField, ...]:
         """The required details of ``category`` that ``fields`` do not give."""

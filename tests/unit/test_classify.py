@@ -109,6 +109,13 @@ def test_what_is_truly_absent_is_asked_for() -> None:
     assert [f.name for f in READER.missing(found.category, found.fields)] == ["system", "impact"]
 
 
+def test_a_reply_adds_keyed_details_and_fills_gaps_with_what_it_only_names() -> None:
+    existing = {"system": "CRM"}
+    assert READER.supplement(existing, "我已经用邮件发过截图了。影响全部门。") == {
+        "impact": "影响全部门。"}
+    assert READER.supplement(existing, "系统：OA") == {"system": "OA"}
+
+
 # ---------------------------------------------------------------- scores and priority
 
 def test_every_category_is_scored_and_the_subject_weighs_more() -> None:
