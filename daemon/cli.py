@@ -113,6 +113,7 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
 
 def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     from daemon import tickets
+    from daemon.classify import field_lines
 
     zone = app.config.support.zone
     with app.ready_db().transaction() as session:
@@ -142,8 +143,8 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
         print(f"rating: {data['rating']}/5")
     if data["cc"]:
         print("cc: " + ", ".join(data["cc"]))
-    for key, value in data["fields"].items():
-        print(f"{key}: {value}")
+    for line in field_lines(data["fields"], app.config.support.locale):
+        print(line)
     for msg in data["messages"]:
         arrow = "<-" if msg["direction"] == "in" else "->"
         print(f"\n{arrow} {_when(msg['date'], zone)}  {msg['kind']}  from {msg['from']['email']}")

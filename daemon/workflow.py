@@ -435,6 +435,7 @@ class Process:
         actor = message.from_email
         intents: list[MailIntent] = []
         had_handler = ticket.handler is not None
+        given = {k: v for k, v in given.items() if ticket.fields.get(k) != v}
         if given:
             merged = {**ticket.fields, **given}
             tickets.change(session, ticket, at=self.now, actor=actor, action="fields",

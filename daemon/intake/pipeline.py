@@ -336,7 +336,8 @@ class Intake:
                 intents, _ = handler_mail.handle(ctx, ticket, message)
                 trigger = None  # answers to the requester thread onto THEIR last mail
             elif trusted and verdict.participant:
-                given = self.app.reader.fields(mail.new_text)
+                given = self.app.reader.supplement(ticket.fields, mail.new_text,
+                                                   now=mail.date or now)
                 intents = process.requester_wrote(session, ticket, message, given=given)
             tickets.touch(ticket, now)
             if self.notifier is not None and intents:
@@ -366,7 +367,8 @@ class Intake:
         now = self.app.clock.now()
         assert mail.from_ is not None
         verdict = decision.verdict
-        found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text)
+        found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text,
+                                         now=mail.date or now)
         number = allocate(session, self.app.numbers, now)
         own = self.app.config.own_addresses
         cc = [a.email for a in (*mail.to, *mail.cc) if a.email and a.email not in own]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from daemon import classify, sla
+from daemon import sla
 from daemon.addresses import Address
 from daemon.app import App
 from daemon.errors import UsageError
@@ -134,7 +134,7 @@ def _known(app: App, ticket: Ticket, locale: str) -> dict[str, Any]:
     if ticket.handler:
         known["handler_name"] = ticket.handler
     zh = locale.startswith("zh")
-    missing = classify.missing_fields(ticket.category, ticket.fields)
+    missing = app.reader.missing(ticket.category, ticket.fields)
     if missing:
         known["missing"] = tuple(
             kinds.MissingDetail(label=f.label_zh if zh else f.label_en,

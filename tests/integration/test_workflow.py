@@ -221,7 +221,7 @@ def test_copy_cc_false_copies_nobody(make_app: Callable[..., App]) -> None:
 
 def test_missing_details_hold_the_ticket_with_one_mail_and_a_reply_releases_it(
         app: App, clock: FixedClock) -> None:
-    feed(app, messages.mail(subject="系统报错", body="您好：\n提交的时候报错了。\n",
+    feed(app, messages.mail(subject="系统报错", body="您好：\n页面报错了。\n",
                             message_id="<q1@client.example>"))
     t = ticket(app)
     assert (t["status"], t["handler"]) == ("need_info", None)

@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("workflow",),
     ("replies",),
     ("app",),
-    ("directory", "routing", "classify", "sla", "feedback"),
+    ("directory", "routing", "classify", "fields", "readtime", "sla", "feedback"),
     ("tickets", "ticket_numbers", "models", "db", "migrations", "config", "addresses",
      "states", "intents", "outcomes", "errors", "clock", "blobs", "logs", "__init__"),
 )
