@@ -39,7 +39,7 @@ from daemon import tickets
 from daemon.addresses import normalize
 from daemon.app import App
 from daemon.errors import (
-    LoginRefused,
+    ConfigError,
     TransportPermanent,
     TransportTemporary,
     TransportUnavailable,
@@ -243,8 +243,9 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
             for index, claim in enumerate(claimed):
                 try:
                     refused = transport.send(claim.sender, claim.recipients, claim.raw)
-                except (TransportUnavailable, LoginRefused) as exc:
-                    # The server, not this mail: give the batch back untried.
+                except (TransportUnavailable, ConfigError) as exc:
+                    # The server or our configuration (a refused login, a password that
+                    # cannot be read), not this mail: give the batch back untried.
                     for rest in claimed[index:]:
                         _finish(app, rest.id, error=exc, release=rest)
                     report.held += len(claimed) - index
@@ -277,7 +278,7 @@ def _log_outage(app: App, report: FlushReport, outage: Outage) -> None:
     """One line when an outage starts, one summary per flush while it lasts, one at its end."""
     now = app.clock.now()
     if report.problem is not None:
-        config = isinstance(report.problem, LoginRefused)
+        config = isinstance(report.problem, ConfigError)
         outage.failed(str(report.problem), now,
                       level=logging.ERROR if config else logging.WARNING,
                       detail=f"{report.held} mail(s) held, no attempt counted; "
