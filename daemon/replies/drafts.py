@@ -81,6 +81,11 @@ def from_ticket(app: App, ticket: Ticket, kind: str, *, locale: str | None = Non
     optional = {f.name for f in dataclasses.fields(cls) if "None" in str(f.type)}
     if ticket.handler is None:
         known.update({name: None for name in optional & {"handler_name"}})
+    # A variable with a default in its kind (missing details, a question ...) is no gap: the
+    # default says "none".
+    for f in dataclasses.fields(cls):
+        if f.name not in known and f.default is not dataclasses.MISSING:
+            known[f.name] = f.default
     names = kinds.variables_of(kind)
     gaps = sorted(names - known.keys())
     to = _recipient(app, ticket, who)
