@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from daemon import feedback, routing, tickets
 from daemon.addresses import Address
 from daemon.classify import FIELD_CATALOGUE, Classification, Reader, RequiredField
+from daemon.clock import format_time
 from daemon.config import Config
 from daemon.directory import Directory
 from daemon.errors import Refused
@@ -289,7 +290,7 @@ class Process:
         deadline = self._deadline(priority, ticket.created_at)
         tickets.change(session, ticket, at=self.now, actor=actor, action="priority",
                        detail=f"priority {ticket.priority} -> {priority}; assign by "
-                              f"{deadline.astimezone(self.config.support.zone):%Y-%m-%d %H:%M}",
+                              f"{format_time(deadline, self.config.support.zone)}",
                        priority=priority)
         if ticket.assign_by != deadline:
             ticket.assign_by = deadline
@@ -563,7 +564,7 @@ class Process:
             session, ticket, at=self.now, actor=SYSTEM, action="sla-breach",
             detail=f"{ticket.priority} ticket not assigned within "
                    f"{self.config.sla.assign_minutes(ticket.priority)} min (deadline "
-                   f"{deadline.astimezone(self.config.support.zone):%Y-%m-%d %H:%M:%S %z}); "
+                   f"{format_time(deadline, self.config.support.zone)}); "
                    f"sla_breach mail to {lead.email}")
         return [self._breach_mail(ticket, lead)]
 

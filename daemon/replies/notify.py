@@ -33,6 +33,7 @@ from daemon import tickets
 from daemon.addresses import Address, normalize
 from daemon.app import App
 from daemon.blobs import BlobStore
+from daemon.clock import format_time
 from daemon.errors import TemplateError
 from daemon.intents import MailIntent
 from daemon.models import Attachment, OutboxMail, Suppression, Ticket
@@ -172,7 +173,7 @@ class Notify:
             Suppression.address == address, Suppression.until > now)).first()
         if held is not None:
             return (f"it bounced permanently ({held.reason}); "
-                    f"held until {held.until:%Y-%m-%d %H:%M} UTC")
+                    f"held until {format_time(held.until, cfg.support.zone)}")
         mailbox = normalize(address)
         recent = session.scalar(select(func.count()).select_from(OutboxMail).where(
             OutboxMail.primary_recipient == mailbox, OutboxMail.automatic.is_(True),
