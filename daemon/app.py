@@ -6,17 +6,21 @@ down; tests build one with a :class:`~daemon.clock.FixedClock` and a temporary d
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any, TypeVar
 
 from daemon import db as dbmod
 from daemon.classify import Reader
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
 from daemon.directory import Directory
-from daemon.replies.templates import TemplateStore
 from daemon.ticket_numbers import NumberFormat
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -24,6 +28,18 @@ class App:
     config: Config
     clock: Clock = field(default_factory=SystemClock)
     _upgraded: bool = False
+    _parts: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def part(self, build: Callable[[App], T]) -> T:
+        """A long-lived part of this app, built once by ``build`` (the template store with its
+        hot-reload state, ...). The part's own module supplies ``build``, so this composition
+        root never imports the layers above it (``replies.templates.store(app)``)."""
+        with self._lock:
+            if build not in self._parts:
+                self._parts[build] = build(self)
+            part: T = self._parts[build]
+            return part
 
     @cached_property
     def db(self) -> dbmod.Database:
@@ -51,11 +67,6 @@ class App:
     def directory(self) -> Directory:
         """Teams, handlers and leads (from [[teams]])."""
         return Directory.from_config(self.config)
-
-    @cached_property
-    def templates(self) -> TemplateStore:
-        """Long-lived, so hot reload and the last-good fallback work across mails."""
-        return TemplateStore(Path(self.config.templates.dir), self.config.support.locale)
 
     @property
     def attachments_dir(self) -> Path:

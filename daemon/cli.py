@@ -88,7 +88,8 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
     zone = app.config.support.zone
     now = app.clock.now()
     with app.ready_db().transaction() as session:
-        rows = [tickets.to_dict(t, full=False, zone=zone, now=now)
+        rows = [tickets.to_dict(t, full=False, zone=zone, now=now,
+                                category_en=app.reader.label_en(t.category))
                 for t in tickets.listing(session, args.status, team=args.team,
                                          handler=args.handler, priority=args.priority)]
     if args.json:
@@ -112,13 +113,13 @@ def cmd_tickets_list(app: App, args: argparse.Namespace) -> int:
 
 def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
     from daemon import tickets
+    from daemon.classify import field_lines
 
     zone = app.config.support.zone
     with app.ready_db().transaction() as session:
         ticket = tickets.get(session, args.number)
-        category = app.reader.category(ticket.category)
         data = tickets.to_dict(ticket, zone=zone, now=app.clock.now(),
-                               category_en=category.label_en if category else None)
+                               category_en=app.reader.label_en(ticket.category))
     if args.json:
         _emit_json(data)
         return 0
@@ -142,8 +143,8 @@ def cmd_tickets_show(app: App, args: argparse.Namespace) -> int:
         print(f"rating: {data['rating']}/5")
     if data["cc"]:
         print("cc: " + ", ".join(data["cc"]))
-    for key, value in data["fields"].items():
-        print(f"{key}: {value}")
+    for line in field_lines(data["fields"], app.config.support.locale):
+        print(line)
     for msg in data["messages"]:
         arrow = "<-" if msg["direction"] == "in" else "->"
         print(f"\n{arrow} {_when(msg['date'], zone)}  {msg['kind']}  from {msg['from']['email']}")
@@ -421,13 +422,15 @@ def cmd_outbox_resend(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_templates_check(app: App, args: argparse.Namespace) -> int:
-    problems = app.templates.check()
+    from daemon.replies import templates
+
+    problems = templates.store(app).check()
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) in the mail templates", file=sys.stderr)
         return 2
-    roots = ", ".join(str(r) for r in app.templates.roots())
+    roots = ", ".join(str(r) for r in templates.store(app).roots())
     print(f"ok ({roots})")
     return 0
 

@@ -50,7 +50,7 @@ from daemon.app import App
 from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, Quarantine
 from daemon.intake.parse import parse
-from daemon.intake.parsed import Address, CharsetNote, ParsedMail
+from daemon.intake.parsed import Address, CharsetNote, ParsedMail, is_signature
 from daemon.intake.pipeline import Decision, content_hash, decide, judge_trust
 from daemon.models import Base, IntakeRecord, Ticket
 
@@ -171,10 +171,16 @@ class AttachmentView:
     origin: str
     skipped: str | None
 
+    @property
+    def signature(self) -> bool:
+        """A signature part (S/MIME, PGP): stored, never relayed to others."""
+        return is_signature(self.content_type)
+
     def as_dict(self) -> dict[str, Any]:
         return {"filename": self.filename, "safe_filename": self.safe_filename,
                 "content_type": self.content_type, "size": self.size, "sha256": self.sha256,
-                "inline": self.inline, "origin": self.origin, "skipped": self.skipped}
+                "inline": self.inline, "origin": self.origin, "signature": self.signature,
+                "skipped": self.skipped}
 
 
 @dataclass(frozen=True)
@@ -194,11 +200,14 @@ class TicketView:
     why: str
     supplied: dict[str, str] = field(default_factory=dict)
     status: str | None = None
+    scores: dict[str, int] = field(default_factory=dict)   # every category's score (new)
+    priority_why: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"category": self.category, "team": self.team, "priority": self.priority,
                 "fields": dict(self.fields), "why": self.why, "supplied": dict(self.supplied),
-                "status": self.status,
+                "status": self.status, "scores": dict(self.scores),
+                "priority_why": self.priority_why,
                 "missing": [{"name": f.name, "label_zh": f.label_zh, "label_en": f.label_en}
                             for f in self.missing]}
 
@@ -476,7 +485,7 @@ def _from_decision(session: Session, app: App, mail: ParsedMail,
     verdict = Verdict("new", rule=thread.rule, reason=thread.note,
                       participant=thread.participant,
                       linked_number=linked.number if linked else None)
-    return _Judgement(verdict, _new_ticket(app.reader, mail))
+    return _Judgement(verdict, _new_ticket(app.reader, mail, app.clock.now()))
 
 
 def _handler_view(session: Session, app: App, ticket: Ticket, mail: ParsedMail,
@@ -499,17 +508,19 @@ def _handler_view(session: Session, app: App, ticket: Ticket, mail: ParsedMail,
     return HandlerView(proof.proven, proof.how, proof.reason, outcomes)
 
 
-def _new_ticket(reader: classify.Reader, mail: ParsedMail) -> TicketView:
+def _new_ticket(reader: classify.Reader, mail: ParsedMail, now: datetime) -> TicketView:
     """As ``Intake._new_ticket`` classifies (a mailbox's own team would win over ``team``)."""
-    found = reader.classify(mail.subject, mail.new_text or mail.body_text)
+    found = reader.classify(mail.subject, mail.new_text or mail.body_text,
+                            now=mail.date or now)
     return TicketView(found.category, found.team, found.priority, dict(found.fields),
-                      reader.missing(found.category, found.fields), found.why)
+                      reader.missing(found.category, found.fields), found.why,
+                      scores=dict(found.scores), priority_why=found.priority_why)
 
 
 def _existing_ticket(reader: classify.Reader, ticket: Ticket, mail: ParsedMail,
                      verdict: Verdict) -> TicketView:
     """As ``Intake._merge_fields``: only a trusted participant's reply supplies details."""
-    supplied = reader.fields(mail.new_text) if (
+    supplied = reader.supplement(ticket.fields, mail.new_text, now=mail.date) if (
         verdict.trusted and verdict.participant) else {}
     fields = {**{str(k): str(v) for k, v in ticket.fields.items()}, **supplied}
     return TicketView(ticket.category, ticket.team, ticket.priority, fields,
@@ -639,6 +650,7 @@ def render(expl: Explanation) -> str:
     for i, att in enumerate(expl.attachments, 1):
         extra = ", inline" if att.inline else ""
         extra += f", from {att.origin}" if att.origin != "mime" else ""
+        extra += ", signature (never relayed)" if att.signature else ""
         out.append(f"  {i}. {att.filename}  {att.content_type}  {_size(att.size)}{extra}")
         out.append(f"     sha256 {att.sha256}")
         out.append(f"     {'skipped: ' + att.skipped if att.skipped else 'stored'}")
@@ -658,6 +670,11 @@ def render(expl: Explanation) -> str:
                 f"  category {t.category or '-'} ({t.why}), team {t.team or '-'}, "
                 f"priority {t.priority}",
                 "  fields: " + (", ".join(f"{k}={v}" for k, v in t.fields.items()) or "(none)")]
+        if t.scores:
+            out.append("  scores: " + ", ".join(f"{name} {score}" for name, score in sorted(
+                t.scores.items(), key=lambda item: -item[1])))
+        if t.priority_why:
+            out.append(f"  priority {t.priority}: {t.priority_why}")
         if t.supplied:
             out.append("  supplied by this reply: " + ", ".join(sorted(t.supplied)))
         out.append("  missing required details: " + (", ".join(

@@ -17,9 +17,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from daemon.intake.imap import PollReport
-from daemon.intake.pipeline import IntakeResult
-from daemon.replies.outbox import FlushReport
+from daemon.outcomes import FlushReport, IntakeResult, PollReport
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

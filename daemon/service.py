@@ -58,11 +58,13 @@ from daemon.errors import ConfigError, LoginRefused, TicketdError, TransientErro
 from daemon.httpd import HealthServer, HttpSettings, settings_from
 from daemon.intake import imap
 from daemon.intake.idle import IDLE_CHECK, IdleWorker
-from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.pipeline import Intake
 from daemon.logs import Outage
 from daemon.metrics import Metrics
+from daemon.outcomes import FlushReport, IntakeResult, PollReport
+from daemon.replies import templates
 from daemon.replies.notify import Notify
-from daemon.replies.outbox import FlushReport, flush
+from daemon.replies.outbox import flush
 from daemon.replies.transports import Transport
 
 log = logging.getLogger("ticketd.service")
@@ -203,7 +205,7 @@ class Service:
     # ------------------------------------------------------------------ one step each
 
     def poll(self, box: Mailbox, client: IMAPClient | None = None, *,
-             wait: bool = False) -> imap.PollReport | None:
+             wait: bool = False) -> PollReport | None:
         """Poll ``box`` once if we hold its lease; None when another poll or instance has it.
 
         ``wait``: wait for a poll of the same mailbox in another thread to end (the IDLE
@@ -425,7 +427,7 @@ class Service:
             self._http.start()
         self._start_mailboxes()
         self._start_scheduler()
-        self.app.templates.problems()  # logs each broken template and its fallback now
+        templates.store(self.app).problems()  # logs each broken template and its fallback now
         self._started = True
         names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and sweep only)"
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",

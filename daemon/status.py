@@ -36,6 +36,7 @@ from daemon.app import App
 from daemon.errors import ConfigError, TicketdError
 from daemon.intake import imap
 from daemon.models import Lease, MailboxCursor, OutboxMail, Ticket
+from daemon.replies import templates
 
 CLOSED_STATUSES = sla.CLOSED_STATUSES
 IMAP_STATUS_TIMEOUT = 5  # seconds: status must answer quickly even when a server hangs
@@ -127,11 +128,11 @@ def collect(app: App, *, ask_imap: bool = True) -> dict[str, Any]:
         by_priority[priority] = by_priority.get(priority, 0) + int(count)
         matrix.setdefault(status, {})[priority] = int(count)
 
-    templates = [broken.as_dict() for broken in app.templates.problems()]
+    broken_templates = [b.as_dict() for b in templates.store(app).problems()]
     return {
         "at": now.isoformat(),
         "problems": problems,
-        "templates": templates,
+        "templates": broken_templates,
         "mailboxes": mailboxes,
         "outbox": outbox,
         "tickets": {"open": sum(by_status.values()), "by_status": dict(sorted(by_status.items())),
@@ -278,6 +279,6 @@ def health(app: App, *, instance: str, started_at: datetime, stopping: bool,
         }
     if smtp_problem:
         problems.append(smtp_problem)
-    problems += [f"mail template broken: {broken}" for broken in app.templates.problems()]
+    problems += [f"mail template broken: {broken}" for broken in templates.store(app).problems()]
     return {"ok": not problems and not stopping, "problems": problems, "instance": instance,
             "started_at": started_at.isoformat(), "stopping": stopping, "mailboxes": boxes}

@@ -170,8 +170,9 @@ def message_dict(message: Message, zone: tzinfo | None = None) -> dict[str, Any]
         "quoted_text": message.quoted_text,
         "trusted": message.trusted,
         "attachments": [
-            {"filename": a.filename, "content_type": a.content_type, "size": a.size,
-             "sha256": a.sha256, "skipped": a.skipped}
+            {"filename": a.filename, "safe_filename": a.safe_filename,
+             "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
+             "skipped": a.skipped}
             for a in message.attachments
         ],
     }

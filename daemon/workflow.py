@@ -34,11 +34,12 @@ from sqlalchemy.orm import Session
 from daemon import feedback, routing, tickets
 from daemon.addresses import Address
 from daemon.classify import FIELD_CATALOGUE, Classification, Reader, RequiredField
+from daemon.clock import format_time
 from daemon.config import Config
 from daemon.directory import Directory
 from daemon.errors import Refused
 from daemon.intents import MailIntent
-from daemon.models import Attachment, Message, Ticket
+from daemon.models import SIGNATURE_TYPES, Attachment, Message, Ticket
 from daemon.states import PRIORITIES, Status
 
 __all__ = ["TRANSITIONS", "MailIntent", "Process", "Status"]
@@ -59,9 +60,7 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
 }
 
 SYSTEM = tickets.SYSTEM
-# Signature parts are kept on the ticket but never passed on to anybody else.
-SIGNATURE_TYPES = ("application/pgp-signature", "application/pkcs7-signature",
-                   "application/x-pkcs7-signature")
+
 
 
 @dataclass
@@ -149,6 +148,7 @@ class Process:
             return ()
         return tuple(session.scalars(select(Attachment.id).where(
             Attachment.message_id == message.id, Attachment.skipped.is_(None),
+            # signature parts are kept on the ticket but never passed on to anybody else
             Attachment.content_type.not_in(SIGNATURE_TYPES)).order_by(Attachment.id)))
 
     def _first_message(self, ticket: Ticket) -> Message | None:
@@ -163,25 +163,29 @@ class Process:
         ticket.assign_by = self._deadline(ticket.priority, ticket.created_at)
         ticket.status_changed_at = self.now
         missing = self.reader.missing(ticket.category, ticket.fields)
-        locale = tickets.requester_locale(ticket)
         if missing and ticket.priority != "P0":
             self.transition(session, ticket, Status.NEED_INFO, actor=SYSTEM,
                             detail="missing details: " + ", ".join(f.name for f in missing))
             return [self._need_info_mail(ticket, missing, acknowledge=True)]
         intents, assigned = self._route(session, ticket, actor=SYSTEM, first=first)
-        team = self.directory.team(ticket.team)
-        acceptance = MailIntent(
+        return [self._acceptance_mail(ticket, assigned, missing), *intents]
+
+    def _acceptance_mail(self, ticket: Ticket, assigned: Address | None,
+                         missing: Sequence[RequiredField]) -> MailIntent:
+        """受理: the requester hears the ticket is accepted, by whom, and what is still
+        needed (a P0 is assigned at once and asks for its missing details here)."""
+        locale = tickets.requester_locale(ticket)
+        return MailIntent(
             "acceptance", (self.requester(ticket),), self.requester_cc(ticket), locale,
             {"requester_name": ticket.requester_name, "priority": ticket.priority,
              "category": self._category_label(ticket, locale),
-             "team": team.label(locale) if team else (ticket.team or ""),
+             "team": self.directory.label(ticket.team, locale),
              "assign_within": timedelta(minutes=self.config.sla.assign_minutes(
                  ticket.priority)),
              "assign_by": ticket.assign_by,
              "handler_name": self.directory.display_name(assigned.email) if assigned else None,
              "missing": self._missing(missing, locale)},
             to_requester=True)
-        return [acceptance, *intents]
 
     def _need_info_mail(self, ticket: Ticket, missing: Sequence[RequiredField], *,
                         acknowledge: bool = False, question: str = "",
@@ -286,7 +290,7 @@ class Process:
         deadline = self._deadline(priority, ticket.created_at)
         tickets.change(session, ticket, at=self.now, actor=actor, action="priority",
                        detail=f"priority {ticket.priority} -> {priority}; assign by "
-                              f"{deadline.astimezone(self.config.support.zone):%Y-%m-%d %H:%M}",
+                              f"{format_time(deadline, self.config.support.zone)}",
                        priority=priority)
         if ticket.assign_by != deadline:
             ticket.assign_by = deadline
@@ -432,6 +436,7 @@ class Process:
         actor = message.from_email
         intents: list[MailIntent] = []
         had_handler = ticket.handler is not None
+        given = {k: v for k, v in given.items() if ticket.fields.get(k) != v}
         if given:
             merged = {**ticket.fields, **given}
             tickets.change(session, ticket, at=self.now, actor=actor, action="fields",
@@ -446,9 +451,10 @@ class Process:
             intents += self.close(session, ticket, actor=actor,
                                   why="the requester confirmed the resolution")
             return intents
-        if status == Status.CLOSED and ticket.rating is not None and \
-                feedback.rating(text) is not None and len(text) <= 40:
-            return intents  # a late rating of a closed ticket does not reopen it
+        if status == Status.CLOSED and (feedback.is_confirmation(
+                text, self.config.tickets.confirmations or feedback.DEFAULT_CONFIRMATIONS) or (
+                feedback.rating(text) is not None and len(text) <= 40)):
+            return intents  # thanks or a late rating for a closed ticket does not reopen it
         if status == Status.NEED_INFO:
             intents += self._info_arrived(session, ticket, actor)
         elif status in (Status.RESOLVED, Status.CLOSED):
@@ -533,20 +539,7 @@ class Process:
         ticket.assign_by = self._deadline(ticket.priority, self.now)
         ticket.breach_notified_at = None
         intents, assigned = self._route(session, ticket, actor=SYSTEM)
-        locale = tickets.requester_locale(ticket)
-        team = self.directory.team(ticket.team)
-        told = MailIntent(
-            "acceptance", (self.requester(ticket),), self.requester_cc(ticket), locale,
-            {"requester_name": ticket.requester_name, "priority": ticket.priority,
-             "category": self._category_label(ticket, locale),
-             "team": team.label(locale) if team else (ticket.team or ""),
-             "assign_within": timedelta(minutes=self.config.sla.assign_minutes(
-                 ticket.priority)),
-             "assign_by": ticket.assign_by,
-             "handler_name": self.directory.display_name(assigned.email) if assigned
-             else None, "missing": ()},
-            to_requester=True)
-        return [told, *intents]
+        return [self._acceptance_mail(ticket, assigned, ()), *intents]
 
     def _update_mail(self, session: Session, ticket: Ticket, message: Message) -> MailIntent:
         main, co = self._handlers(ticket)
@@ -571,7 +564,7 @@ class Process:
             session, ticket, at=self.now, actor=SYSTEM, action="sla-breach",
             detail=f"{ticket.priority} ticket not assigned within "
                    f"{self.config.sla.assign_minutes(ticket.priority)} min (deadline "
-                   f"{deadline.astimezone(self.config.support.zone):%Y-%m-%d %H:%M:%S %z}); "
+                   f"{format_time(deadline, self.config.support.zone)}); "
                    f"sla_breach mail to {lead.email}")
         return [self._breach_mail(ticket, lead)]
 

@@ -9,7 +9,7 @@ from email.utils import format_datetime, make_msgid
 
 def mail(
     subject: str = "打印机无法打印",
-    body: str = "您好，三楼的打印机从今天早上开始无法打印。\n系统: 打印服务\n",
+    body: str = "您好，三楼的打印机从今天早上开始无法打印。\n系统: 打印服务\n影响范围: 三楼\n",
     sender: str = "张三 <zhang.san@corp.example>",
     to: str = "support@corp.example",
     cc: str | None = None,

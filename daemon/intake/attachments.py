@@ -11,7 +11,13 @@ one MIME decision every later step depends on, and real mail makes it hard:
   flattened into the body;
 * Outlook's ``winmail.dat`` (``application/ms-tnef``) is unpacked with tnefparse; when that
   fails the ``winmail.dat`` itself is kept;
-* the signature part of ``multipart/signed`` (S/MIME or PGP) is not a file anyone wants;
+* the signature part of ``multipart/signed`` (S/MIME or PGP) is kept as an attachment
+  marked as a signature (:attr:`Attachment.signature`): nothing received is dropped, and
+  nothing relays it to others;
+* a text part with a file name (``Content-Disposition: inline; filename=notes.txt``, or
+  ``name=`` on the Content-Type) is a file, not more body text, unless it is the whole
+  message or one alternative of ``multipart/alternative`` / the root of ``multipart/related``
+  (:func:`leaves`);
 * parts without a name get one from their type (``attachment-1.pdf``, ``image-2.png``).
 
 mail-parser's attachment list is not used: it names unnamed parts with random strings,
@@ -32,12 +38,14 @@ from email.message import Message
 from tnefparse import TNEF
 
 from daemon.intake.charsets import decode_bytes, decode_header_value, raw_bytes
-from daemon.intake.parsed import Attachment, CharsetNote
+from daemon.intake.parsed import SIGNATURE_TYPES, Attachment, CharsetNote
 
 __all__ = [
+    "SIGNATURE_TYPES",
     "AttachmentScan",
     "extract_attachments",
     "is_body_part",
+    "leaves",
     "safe_filename",
     "walk_leaves",
 ]
@@ -45,9 +53,6 @@ __all__ = [
 MAX_DEPTH = 40
 MAX_FILENAME = 150
 
-SIGNATURE_TYPES = frozenset(
-    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
-)
 TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 BODY_TYPES = frozenset({"text/plain", "text/html"})
 
@@ -84,30 +89,35 @@ class _Collector:
     defects: list[str] = field(default_factory=list)
 
 
-def walk_leaves(message: Message, defects: list[str] | None = None) -> Iterator[Message]:
-    """Leaf parts in document order.
-
-    Attached messages (``message/*`` with a parsed payload) are leaves: they are kept whole.
-    Signature parts are skipped. Nesting deeper than ``MAX_DEPTH`` is cut off and reported.
-    """
-    stack: list[tuple[Message, int]] = [(message, 0)]
+def _walk(message: Message, defects: list[str] | None) -> Iterator[tuple[Message, str | None]]:
+    """Leaf parts in document order, each with its parent's content type (None: the root)."""
+    stack: list[tuple[Message, int, str | None]] = [(message, 0, None)]
     while stack:
-        part, depth = stack.pop()
+        part, depth, parent = stack.pop()
         ctype = part.get_content_type()
-        if ctype in SIGNATURE_TYPES:
-            continue
         if ctype.startswith("message/") and part is not message:
-            yield part
+            yield part, parent
             continue
         if not part.is_multipart():
-            yield part
+            yield part, parent
             continue
         if depth >= MAX_DEPTH:
             if defects is not None:
                 defects.append(f"MIME nesting deeper than {MAX_DEPTH} levels cut off")
             continue
         children = [child for child in part.get_payload() if isinstance(child, Message)]
-        stack.extend((child, depth + 1) for child in reversed(children))
+        stack.extend((child, depth + 1, ctype) for child in reversed(children))
+
+
+def walk_leaves(message: Message, defects: list[str] | None = None) -> Iterator[Message]:
+    """Leaf parts in document order.
+
+    Attached messages (``message/*`` with a parsed payload) are leaves: they are kept whole.
+    Signature parts are leaves like any other. Nesting deeper than ``MAX_DEPTH`` is cut off
+    and reported.
+    """
+    for part, _parent in _walk(message, defects):
+        yield part
 
 
 def _disposition(part: Message) -> str:
@@ -126,6 +136,32 @@ def is_body_part(part: Message) -> bool:
     if part.get_content_maintype() == "multipart" and not part.is_multipart():
         return True
     return part.get_content_type() in BODY_TYPES and _disposition(part) != "attachment"
+
+
+# Parents under which a named text part is still the body (one rendering of it).
+_BODY_PARENTS = frozenset({"multipart/alternative", "multipart/related"})
+
+
+def _named(part: Message) -> bool:
+    for name, header in (("filename", "content-disposition"), ("name", "content-type")):
+        value = part.get_param(name, header=header)
+        if isinstance(value, tuple) or (isinstance(value, str) and value.strip()):
+            return True
+    return False
+
+
+def leaves(message: Message, defects: list[str] | None = None) -> Iterator[tuple[Message, bool]]:
+    """Every leaf in document order, and whether it is body text (else an attachment).
+
+    A text part is body text unless its disposition is ``attachment``, or it has a file name
+    and is neither the whole message nor an alternative rendering of the body: a mail client
+    shows ``notes.txt`` sent inline as a file, and so do we.
+    """
+    for part, parent in _walk(message, defects):
+        body = is_body_part(part)
+        if body and parent is not None and parent not in _BODY_PARENTS and _named(part):
+            body = False
+        yield part, body
 
 
 def _raw_header(part: Message, name: str) -> str | None:
@@ -158,7 +194,7 @@ def _param(part: Message, name: str, header: str, where: str, collector: _Collec
         if note.declared or note.repair:
             collector.notes.append(note)
         return decoded
-    if "=?" in value:
+    if "=?" in value or "\x1b" in value:  # RFC 2047 words, or raw ISO-2022-JP escapes
         result = decode_header_value(value, where, collector.hints)
         collector.notes.extend(result.notes)
         return result.text
@@ -338,8 +374,8 @@ def _collect_part(part: Message, position: int, collector: _Collector) -> None:
 def extract_attachments(message: Message, hints: Iterable[str] = ()) -> AttachmentScan:
     """Every attachment of ``message`` (inline images, files, attached mail, TNEF contents)."""
     collector = _Collector(hints=tuple(hints))
-    for position, part in enumerate(walk_leaves(message, collector.defects), start=1):
-        if is_body_part(part):
+    for position, (part, body) in enumerate(leaves(message, collector.defects), start=1):
+        if body:
             continue
         _collect_part(part, position, collector)
     notes = tuple(dict.fromkeys(collector.notes))

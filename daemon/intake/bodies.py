@@ -4,7 +4,10 @@ Why this module exists: a ticket shows what the requester *wrote*, not the MIME 
 their client produced. Three decisions live here:
 
 * **Which part.** text/plain is preferred, unless it is empty or a stub ("This message
-  requires HTML", or fewer than ~20 visible characters) beside an HTML part with real content.
+  requires HTML", "view this mail in your browser", fewer than ~20 visible characters, or
+  under a fifth of the HTML's text) beside an HTML part with real content. A text part with
+  a file name is an attachment (see :func:`daemon.intake.attachments.leaves`); only when the
+  mail has no other text is it read as the body too, as a mail client shows it inline.
   Several text parts (a body plus a list footer, or a mixed message) are joined in order.
 * **HTML to text** with inscriptis: paragraphs and lists kept, links as ``text (url)``,
   scripts, styles and 1x1 tracking pixels dropped. ``body_html`` keeps the HTML as sent.
@@ -37,7 +40,7 @@ from inscriptis.model.config import ParserConfig
 from inscriptis.model.tag import CustomHtmlTagHandlerMapping
 from mailparser_reply import EmailReplyParser
 
-from daemon.intake.attachments import is_body_part, walk_leaves
+from daemon.intake.attachments import is_body_part, leaves
 from daemon.intake.charsets import decode_bytes
 from daemon.intake.parsed import CharsetNote
 
@@ -156,21 +159,29 @@ def _html_with_quote(html: str) -> tuple[str, str | None]:
 
 _STUB = re.compile(
     r"requires?\s+(an?\s+)?html|html[- ]?(capable|compatible|enabled|version|format)"
-    r"|(view|read|open)\s+(this|the)\s+(e-?mail|message)\s+(in|with|using)\s+"
-    r"|不支持\s*html|需要.{0,12}html|请使用.{0,12}html|HTML\s*格式",
+    r"|(view|read|open|see)\s+(this|the|it|our)\s+((e-?)?mail|message|newsletter|online)"
+    r"|(in|with)\s+(a|your)\s+(web\s+)?browser|web\s+version|online\s+version"
+    r"|不支持\s*html|需要.{0,12}html|请使用.{0,12}html|HTML\s*格式|浏览器|網頁版|网页版",
     re.IGNORECASE,
 )
+_URL_IN_PARENS = re.compile(r"\(\w+:[^\s()]*\)")
+# A plain alternative shorter than this share of the HTML text is a stub of it ("view this
+# mail in a browser", a one-line teaser) when the HTML has real content.
+STUB_SHARE = 0.2
+STUB_HTML_CHARS = 300
 
 
 def is_stub(plain: str, html_text: str) -> bool:
     """Whether a text/plain part is only a placeholder for the HTML part beside it."""
     visible = "".join(plain.split())
-    html_visible = "".join(html_text.split())
+    html_visible = "".join(_URL_IN_PARENS.sub("", html_text).split())
     if not html_visible or len(html_visible) <= len(visible):
         return False
     if not visible:
         return True
     if len(visible) < STUB_VISIBLE_CHARS and len(html_visible) >= 2 * STUB_VISIBLE_CHARS:
+        return True
+    if len(html_visible) >= STUB_HTML_CHARS and len(visible) < STUB_SHARE * len(html_visible):
         return True
     return len(visible) < 300 and bool(_STUB.search(plain))
 
@@ -229,14 +240,25 @@ def extract_body(message: Message, hints: Iterable[str] = ()) -> Body:
     plains: list[str] = []
     htmls: list[str] = []
     notes: list[CharsetNote] = []
-    for position, part in enumerate(walk_leaves(message), start=1):
-        if not is_body_part(part):
+    named: list[tuple[Message, int]] = []
+    for position, (part, body) in enumerate(leaves(message), start=1):
+        if not body:
+            if is_body_part(part):
+                named.append((part, position))
             continue
         text, note = _part_text(part, position, hint_tuple)
         notes.append(note)
         if not text.strip():
             continue
         (htmls if part.get_content_subtype() == "html" else plains).append(text)
+    if not plains and not htmls:
+        # Nothing but named text parts shown inline (notes.txt, twice): they are attachments,
+        # and, as in a mail client's window, also the text the sender wrote.
+        for part, position in named:
+            text, note = _part_text(part, position, hint_tuple)
+            notes.append(note)
+            if text.strip():
+                (htmls if part.get_content_subtype() == "html" else plains).append(text)
     plain = "\n\n".join(p.strip("\n") for p in plains)
     html = "\n".join(htmls) if htmls else None
     html_text, html_new = _html_with_quote(html) if html else ("", None)

@@ -33,6 +33,7 @@ from daemon.clock import Backoff
 from daemon.errors import LoginRefused, MailboxUnavailable, TicketdError
 from daemon.intake import imap
 from daemon.logs import Outage
+from daemon.outcomes import PollReport
 
 log = logging.getLogger("ticketd.idle")
 
@@ -40,7 +41,7 @@ IDLE_CHECK = 1.0              # seconds per idle_check slice: how soon a stop is
 IDLE_RENEW = 25 * 60          # re-issue IDLE after this long (servers drop it after 29 min)
 BACKOFF_CAP = 60.0            # the longest wait between reconnection attempts
 
-Poll = Callable[[IMAPClient], "imap.PollReport | None"]
+Poll = Callable[[IMAPClient], "PollReport | None"]
 
 
 class IdleWorker(threading.Thread):

@@ -18,7 +18,7 @@ import logging
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 from daemon.app import App
 from daemon.config import ImapConfig, Secret
 from daemon.errors import LoginRefused, MailboxRefused, MailboxUnavailable, TransientError
-from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor
+from daemon.outcomes import IntakeResult, PollReport
 
 log = logging.getLogger("ticketd.imap")
 
@@ -89,16 +90,6 @@ def mailboxes(cfg: ImapConfig) -> list[MailboxSpec]:
             batch_size=cfg.batch_size, timeout=cfg.timeout, name=box.name,
             team=box.team or None, address=box.address or None, ca_file=cfg.ca_file))
     return specs
-
-
-@dataclass
-class PollReport:
-    mailbox: str
-    results: list[IntakeResult] = field(default_factory=list)
-    uidvalidity_reset: bool = False
-
-    def count(self, action: str) -> int:
-        return sum(1 for r in self.results if r.action == action)
 
 
 def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMAPClient:

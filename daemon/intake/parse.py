@@ -25,6 +25,13 @@ the CPython email test data), it falls short in these places, done here with the
   :mod:`daemon.intake.bodies` (random names for unnamed parts, base64 strings, signatures as
   attachments, no TNEF, HTML left as HTML).
 * **Message-IDs.** It returns header text; ids are extracted here without angle brackets.
+* **Damaged mail that people still read.** A header block cut by a continuation line that
+  lost its whitespace, or with junk before the first header, is repaired first
+  (:mod:`daemon.intake.headerblock`); an address item mail-parser rejects but a mail client
+  reads (``Claudia.Shu@yahoo.com.``, ``Test test@example.com``, a bare ``MAILER-DAEMON``) is
+  salvaged (:mod:`daemon.intake.senders`). Every repair is a line in ``defects``.
+* **Undeclared bytes** in headers and file names are read after the body, so the charset the
+  body declared or was found in (its language) is the first candidate for them.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from functools import partial
+from itertools import pairwise
 from typing import TypeVar
 
 import mailparser
@@ -50,9 +58,16 @@ from mailparser.utils import get_addresses
 from daemon.errors import Quarantine
 from daemon.intake.attachments import AttachmentScan, extract_attachments, walk_leaves
 from daemon.intake.bodies import Body, extract_body
-from daemon.intake.charsets import decode_bytes, decode_header_value, raw_bytes
+from daemon.intake.charsets import ENCODED_WORD, decode_bytes, decode_header_value, raw_bytes
+from daemon.intake.headerblock import repair_header_block
 from daemon.intake.limits import bounded_headers
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail, Report
+from daemon.intake.senders import (
+    MAIL_SYSTEM_NAMES,
+    Salvaged,
+    salvage,
+    salvage_system_sender,
+)
 
 __all__ = ["detect_language", "message_ids", "parse"]
 
@@ -88,6 +103,7 @@ _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
 _BARE_ID = re.compile(r"[^\s<>,;()\"]+@[^\s<>,;()\"]+")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
 _LETTER = re.compile(r"[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]")
+_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _ADDRESS_HEADERS = ("from", "to", "cc", "reply-to")
 _NO_ADDRESSES: tuple[Address, ...] = ()
 _NO_HEADERS: tuple[dict[str, tuple[str, ...]], tuple[CharsetNote, ...]] = ({}, ())
@@ -98,10 +114,14 @@ def parse(raw: bytes) -> ParsedMail:
     defects: list[str] = []
     message = _build(bounded_headers(raw, defects), defects)  # caps: daemon/intake/limits.py
     defects.extend(_parser_defects(message))
-    hints = _charset_hints(message)
+    declared = _charset_hints(message)
+    body = _guarded("body", lambda: extract_body(message, declared), _EMPTY_BODY, defects)
+    # Unlabelled bytes in headers and file names are read in the charset the message
+    # declares elsewhere, then in the one its body turned out to be in (its language).
+    hints = tuple(dict.fromkeys((*declared, *(n.used for n in body.notes
+                                              if n.used != "us-ascii"))))
     headers, header_notes = _guarded("headers", lambda: _headers(message, hints),
                                      _NO_HEADERS, defects)
-    body = _guarded("body", lambda: extract_body(message, hints), _EMPTY_BODY, defects)
     scan = _guarded("attachments", lambda: extract_attachments(message, hints),
                     AttachmentScan(), defects)
     defects.extend(scan.defects)
@@ -202,6 +222,8 @@ def _build(raw: bytes, defects: list[str]) -> Message:
         raise Quarantine("empty message")
     if raw.startswith(_OLE_MAGIC):
         raise Quarantine("not RFC 5322 mail: an Outlook .msg (OLE) file")
+    raw, repairs = repair_header_block(raw)
+    defects.extend(repairs)
     try:
         message = _tree(raw, defects)
     except (MailParserRecursionError, RecursionError) as exc:
@@ -299,29 +321,104 @@ def _addresses(
         text = value
         if not data.isascii():
             text = decode_bytes(data, None, name, hints)[0]
-        text = re.sub(r"\r?\n[ \t]*", " ", text)
+        text = _quote_encoded_words(" ".join(text.split()))
         diagnostics: list[dict[str, object]] = []
         pairs = get_addresses(text, defects=diagnostics, decode_names=False)
-        for entry in diagnostics:
-            defects.append(f"{name}: {entry.get('reason')}: {str(entry.get('raw', ''))[:80]}")
         for display, email_address in pairs:
             address = _address(display, email_address, name, hints)
             if address is not None and address not in result:
                 result.append(address)
+        for entry in diagnostics:
+            item = str(entry.get("raw", ""))
+            salvaged = None if entry.get("recovered") else _salvage(message, name, item)
+            if salvaged is None:
+                defects.append(f"{name}: {entry.get('reason')}: {item[:80]}")
+                continue
+            address = _address(salvaged.name, salvaged.email, name, hints)
+            if address is None:
+                continue
+            defects.append(f"{name}: salvaged {address.email} from {item.strip()[:80]!r} "
+                           f"({salvaged.repair})")
+            if address not in result:
+                result.append(address)
     return tuple(result)
+
+
+_ADDRESS_SPECIALS = frozenset(',;:<>@"()[]\\')
+
+
+def _quote_encoded_words(text: str) -> str:
+    """Encoded words holding address specials (``=?utf-8?Q?M=C3=BCller,_Hans?=``, as Outlook
+    writes a "Last, First" name) put in quotes, so the comma does not split the list."""
+    pieces: list[str] = []
+    position = 0
+    quotes = 0
+    for match in ENCODED_WORD.finditer(text):
+        between = text[position : match.start()]
+        quotes += between.count('"')
+        pieces.append(between)
+        word = match.group()
+        if quotes % 2 == 0 and not _ADDRESS_SPECIALS.isdisjoint(match["text"]):
+            word = f'"{word}"'
+        pieces.append(word)
+        position = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def _salvage(message: Message, name: str, item: str) -> Salvaged | None:
+    """A mailbox read from an item mail-parser rejected (see :mod:`daemon.intake.senders`)."""
+    found = salvage(item)
+    if found is None and name in ("from", "sender"):
+        found = salvage_system_sender(item, _own_domain(message))
+    return found
+
+
+def _own_domain(message: Message) -> str | None:
+    """The domain a message names for itself: its Message-ID's, else its first Received host."""
+    for key, value in message.raw_items():
+        if str(key).lower() == "message-id":
+            domain = str(value).strip().strip("<>").rpartition("@")[2].strip(" >")
+            if domain and _DOMAIN.fullmatch(domain):
+                return domain.lower()
+    for key, value in message.raw_items():
+        if str(key).lower() == "received":
+            words = str(value).split()
+            for before, after in pairwise(words):
+                if before.lower() == "by" and _DOMAIN.fullmatch(after.strip(";")):
+                    return after.strip(";").lower()
+            break
+    return None
 
 
 def _address(
     display: str, email_address: str, where: str, hints: tuple[str, ...]
 ) -> Address | None:
     email_address = email_address.strip().strip("<>").lower()
-    if "@" not in email_address or any(ch.isspace() or ch == "\ufffd" for ch in email_address):
+    if len(email_address) > 2 and email_address[0] == email_address[-1] == "'":
+        email_address = email_address[1:-1]  # 'user@example.com': quotes, not the address
+    if not _plausible_email(email_address):
         return None
     name = decode_header_value(display, where, hints).text if display else ""
     name = name.strip().strip("\"'").strip()
     if name.lower() == email_address:
         name = ""
     return Address(name=name, email=email_address)
+
+
+def _plausible_email(email_address: str) -> bool:
+    """``local@domain`` (a quoted local part may hold spaces), or a bare mail-system name."""
+    if "\ufffd" in email_address:
+        return False
+    if "@" not in email_address:
+        return email_address in MAIL_SYSTEM_NAMES
+    local, _, domain = email_address.rpartition("@")
+    if any(ch.isspace() for ch in domain) or not local or not domain:
+        return False
+    return not any(ch.isspace() for ch in local) or (
+        local.startswith('"') and local.endswith('"') and len(local) > 2)
 
 
 def _date(values: tuple[str, ...], defects: list[str]) -> datetime | None:

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from daemon.addresses import Address
+from daemon.models import SIGNATURE_TYPES, is_signature
 
-__all__ = ["Address", "Attachment", "CharsetNote", "ParsedMail", "Report"]
+__all__ = ["SIGNATURE_TYPES", "Address", "Attachment", "CharsetNote", "ParsedMail", "Report",
+           "is_signature"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class CharsetNote:
     declared: str | None
     used: str
     repair: str | None = None
+
+
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class Attachment:
     @property
     def size(self) -> int:
         return len(self.payload)
+
+    @property
+    def signature(self) -> bool:
+        """A signature part (``smime.p7s``, ``signature.asc``): kept, never relayed."""
+        return is_signature(self.content_type)
 
 
 @dataclass(frozen=True)

@@ -50,40 +50,13 @@ from daemon.models import (
     Suppression,
     Ticket,
 )
+from daemon.outcomes import IntakeResult
 from daemon.replies.notify import Trigger
 from daemon.states import Status
 from daemon.ticket_numbers import allocate
 from daemon.workflow import Process
 
 log = logging.getLogger("ticketd.intake")
-
-
-@dataclass(frozen=True)
-class IntakeResult:
-    """What became of one message; ``action`` is one of ACTIONS."""
-
-    action: str
-    number: str | None = None
-    reason: str = ""
-    message_id: str | None = None
-
-    ACTIONS = ("created", "appended", "duplicate", "ignored", "bounce", "quarantined")
-
-    def line(self) -> str:
-        """The one line `ticketd ingest` prints."""
-        if self.action in ("created", "appended"):
-            return f"{self.number} {self.action}"
-        if self.action == "duplicate":
-            return "- duplicate"  # the JSON form names the ticket it already went to
-        if self.action == "ignored":
-            return f"- ignored {self.reason}"
-        if self.action == "bounce":
-            return f"- bounce {self.reason}"
-        return f"- quarantined {self.reason}"
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {"number": self.number, "action": self.action, "reason": self.reason,
-                "message_id": self.message_id}
 
 
 @dataclass(frozen=True)
@@ -375,7 +348,8 @@ class Intake:
                 intents, _ = handler_mail.handle(ctx, ticket, message)
                 trigger = None  # answers to the requester thread onto THEIR last mail
             elif trusted and verdict.participant:
-                given = self.app.reader.fields(mail.new_text)
+                given = self.app.reader.supplement(ticket.fields, mail.new_text,
+                                                   now=mail.date or now)
                 intents = process.requester_wrote(session, ticket, message, given=given)
             tickets.touch(ticket, now)
             if self.notifier is not None and intents:
@@ -405,7 +379,8 @@ class Intake:
         now = self.app.clock.now()
         assert mail.from_ is not None
         verdict = decision.verdict
-        found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text)
+        found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text,
+                                         now=mail.date or now)
         number = allocate(session, self.app.numbers, now)
         own = self.app.config.own_addresses
         cc = [a.email for a in (*mail.to, *mail.cc) if a.email and a.email not in own]

@@ -14,9 +14,10 @@ from sqlalchemy import delete, select
 
 from daemon.app import App
 from daemon.errors import NotFound
-from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import IntakeRecord, Quarantined
+from daemon.outcomes import IntakeResult
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from daemon import classify, sla
+from daemon import sla
 from daemon.addresses import Address
 from daemon.app import App
 from daemon.errors import UsageError
@@ -81,6 +81,11 @@ def from_ticket(app: App, ticket: Ticket, kind: str, *, locale: str | None = Non
     optional = {f.name for f in dataclasses.fields(cls) if "None" in str(f.type)}
     if ticket.handler is None:
         known.update({name: None for name in optional & {"handler_name"}})
+    # A variable with a default in its kind (missing details, a question ...) is no gap: the
+    # default says "none".
+    for f in dataclasses.fields(cls):
+        if f.name not in known and f.default is not dataclasses.MISSING:
+            known[f.name] = f.default
     names = kinds.variables_of(kind)
     gaps = sorted(names - known.keys())
     to = _recipient(app, ticket, who)
@@ -134,7 +139,7 @@ def _known(app: App, ticket: Ticket, locale: str) -> dict[str, Any]:
     if ticket.handler:
         known["handler_name"] = ticket.handler
     zh = locale.startswith("zh")
-    missing = classify.missing_fields(ticket.category, ticket.fields)
+    missing = app.reader.missing(ticket.category, ticket.fields)
     if missing:
         known["missing"] = tuple(
             kinds.MissingDetail(label=f.label_zh if zh else f.label_en,

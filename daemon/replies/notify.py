@@ -33,10 +33,11 @@ from daemon import tickets
 from daemon.addresses import Address, normalize
 from daemon.app import App
 from daemon.blobs import BlobStore
+from daemon.clock import format_time
 from daemon.errors import TemplateError
 from daemon.intents import MailIntent
 from daemon.models import Attachment, OutboxMail, Suppression, Ticket
-from daemon.replies import kinds
+from daemon.replies import kinds, templates
 from daemon.replies.compose import OutgoingAttachment, compose, make_message_id
 from daemon.replies.outbox import enqueue
 
@@ -172,7 +173,7 @@ class Notify:
             Suppression.address == address, Suppression.until > now)).first()
         if held is not None:
             return (f"it bounced permanently ({held.reason}); "
-                    f"held until {held.until:%Y-%m-%d %H:%M} UTC")
+                    f"held until {format_time(held.until, cfg.support.zone)}")
         mailbox = normalize(address)
         recent = session.scalar(select(func.count()).select_from(OutboxMail).where(
             OutboxMail.primary_recipient == mailbox, OutboxMail.automatic.is_(True),
@@ -192,7 +193,7 @@ class Notify:
         """Render, compose and queue one mail; a template failure is logged, never raised."""
         cfg = self.app.config
         try:
-            rendered = self.app.templates.render(obj.kind, obj.locale, obj)
+            rendered = templates.store(self.app).render(obj.kind, obj.locale, obj)
         except TemplateError as exc:
             tickets.record(session, ticket, at=self.app.clock.now(), actor=tickets.SYSTEM,
                            action="mail-failed", detail=f"{obj.kind} mail not sent: {exc}")

@@ -39,14 +39,14 @@ from daemon import tickets
 from daemon.addresses import normalize
 from daemon.app import App
 from daemon.errors import (
-    LoginRefused,
-    TicketdError,
+    ConfigError,
     TransportPermanent,
     TransportTemporary,
     TransportUnavailable,
 )
 from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
+from daemon.outcomes import FlushReport
 from daemon.replies.compose import to_bytes
 from daemon.replies.transports import Transport, from_config
 
@@ -54,16 +54,6 @@ log = logging.getLogger("ticketd.outbox")
 
 MAX_BACKOFF = timedelta(hours=6)
 STATUSES = ("queued", "sending", "sent", "failed")
-
-
-@dataclass
-class FlushReport:
-    attempted: int = 0   # mails handed to the server
-    sent: int = 0
-    retrying: int = 0
-    failed: int = 0
-    held: int = 0        # given back untried: the server could not be reached or refused us
-    problem: TicketdError | None = None  # why they were held
 
 
 def _pid_namespace() -> str:
@@ -253,8 +243,9 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
             for index, claim in enumerate(claimed):
                 try:
                     refused = transport.send(claim.sender, claim.recipients, claim.raw)
-                except (TransportUnavailable, LoginRefused) as exc:
-                    # The server, not this mail: give the batch back untried.
+                except (TransportUnavailable, ConfigError) as exc:
+                    # The server or our configuration (a refused login, a password that
+                    # cannot be read), not this mail: give the batch back untried.
                     for rest in claimed[index:]:
                         _finish(app, rest.id, error=exc, release=rest)
                     report.held += len(claimed) - index
@@ -287,7 +278,7 @@ def _log_outage(app: App, report: FlushReport, outage: Outage) -> None:
     """One line when an outage starts, one summary per flush while it lasts, one at its end."""
     now = app.clock.now()
     if report.problem is not None:
-        config = isinstance(report.problem, LoginRefused)
+        config = isinstance(report.problem, ConfigError)
         outage.failed(str(report.problem), now,
                       level=logging.ERROR if config else logging.WARNING,
                       detail=f"{report.held} mail(s) held, no attempt counted; "

@@ -24,7 +24,7 @@ from daemon import tickets
 from daemon.addresses import Address
 from daemon.app import App
 from daemon.clock import format_time
-from daemon.replies import drafts
+from daemon.replies import drafts, templates
 from daemon.replies.compose import compose, make_message_id
 from daemon.replies.templates import RenderedMail
 
@@ -50,7 +50,7 @@ def build(app: App, kind: str, locale: str | None, number: str | None) -> Previe
             draft = drafts.from_ticket(app, ticket, kind, locale=locale, fill_gaps=True)
     else:
         draft = drafts.from_sample(app, kind, locale)
-    rendered = app.templates.render(kind, draft.mail.locale, draft.mail)
+    rendered = templates.store(app).render(kind, draft.mail.locale, draft.mail)
     message_id, _ = make_message_id(cfg.support.domain)
     msg = compose(rendered, sender=Address(cfg.support.name, cfg.support.address),
                   to=draft.to, message_id=message_id, in_reply_to=draft.in_reply_to,

@@ -283,10 +283,13 @@ def test_tickets_show_json_after_ingest(ticketd: Run, site: Path) -> None:
     assert (first["direction"], first["kind"], first["message_id"]) == (
         "in", "new", "att@client.example")
     assert first["attachments"] == [{
-        "filename": "报表.pdf", "content_type": "application/pdf", "size": len(payload),
+        "filename": "报表.pdf", "safe_filename": "报表.pdf",
+        "content_type": "application/pdf", "size": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(), "skipped": None}]
     assert [(e["action"], e["actor"]) for e in shown["events"]] == [
         ("created", "zhang.san@corp.example"), ("routing", "ticketd"), ("mail-queued", "ticketd")]
     assert shown["events"][0]["detail"] == (
-        "ticket opened by mail from zhang.san@corp.example; category 技术咨询 "
-        "(keyword '请问'), priority P3")
+        "ticket opened by mail from zhang.san@corp.example; category 系统故障 "
+        "(keywords '打印机', '无法打印'), priority P2")
+    text = ticketd("tickets", "show", number(1)).stdout.splitlines()
+    assert "系统: 打印服务" in text and "影响范围: 三楼" in text  # labels of [support] locale

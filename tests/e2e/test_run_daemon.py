@@ -440,6 +440,12 @@ def test_status_and_sla_sweep(service_app: App, imap: Dovecot, clock: FixedClock
     data = status.collect(service_app)
     assert data["sla"]["breaches"] == 1
     assert data["sla"]["tickets"][0]["number"] == result.number
+    assert data["sla"]["by_team_and_priority"] == {"sales": {data["sla"]["tickets"][0][
+        "priority"]: 1}}
+    assert data["sla"]["tickets"][0]["lead_told"] is True
+    metrics = service.metrics.render().decode()
+    assert 'ticketd_sla_breaches_open{priority="' in metrics and 'team="sales"} 1.0' in metrics
+    assert "ticketd_sla_breach_mails_total 1.0" in metrics
     text_form = status.render(data)
     assert "SLA breaches: 1" in text_form and str(result.number) in text_form
     assert "sales [team sales]: last poll" in text_form

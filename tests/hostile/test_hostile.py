@@ -25,9 +25,10 @@ from daemon.clock import FixedClock
 from daemon.explain import explain
 from daemon.intake import limits
 from daemon.intake.parse import parse
-from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import Event, OutboxMail, Quarantined, Suppression, Ticket
+from daemon.outcomes import IntakeResult
 from daemon.replies import kinds
 from daemon.replies.notify import Notify
 from tests import messages

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from daemon.app import App
 from daemon.db import is_transient
+from tests.conftest import _backends
 
 
 def error_of(run: Callable[[], object]) -> OperationalError:
@@ -78,9 +79,9 @@ def test_a_lock_held_elsewhere_is_transient(app: App) -> None:
     assert is_transient(exc)
 
 
+@pytest.mark.parametrize("database_url", [b for b in _backends() if b != "sqlite"],
+                         indirect=True)  # SQLite has no server to kill a connection
 def test_a_connection_killed_by_the_server_is_transient(app: App) -> None:
-    if app.db.is_sqlite:
-        pytest.skip("SQLite has no server to kill a connection")
     victim_engine = create_engine(app.db.engine.url)
     try:
         with victim_engine.connect() as victim, app.db.engine.connect() as admin:

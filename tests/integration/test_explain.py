@@ -19,9 +19,10 @@ from daemon import explain as explain_mod
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.explain import AS_INTAKE, NO_DATABASE, Explanation, attachment_skips, explain, render
-from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import Base, OutboxMail
+from daemon.outcomes import IntakeResult
 from daemon.replies.notify import Notify
 from daemon.replies.outbox import flush
 from tests import messages
@@ -88,7 +89,10 @@ def test_new_ticket_shows_headers_body_and_classification(app: App) -> None:
     assert (ticket["category"], ticket["team"], ticket["fields"]) == ("系统故障", "ops",
                                                                         {"system": "OA"})
     assert [f["name"] for f in ticket["missing"]] == ["impact"]
+    assert ticket["scores"]["系统故障"] > 0 == ticket["scores"]["权限申请"]
     report = render(expl)
+    assert "  scores: 系统故障 " in report
+    assert "  priority P0: core business down or many users ('宕机')" in report
     for section in ("Envelope / headers", "Charsets", "Body (new text", "Quoted history",
                     "Attachments", "Verdict", "Classification"):
         assert section in report

@@ -226,6 +226,8 @@ def test_a_confirmation_closes_and_a_complaint_reopens(app: App) -> None:
     assert (t["status"], t["rating"]) == ("closed", 5)
     assert sent(app)[-1] == ("closed", [REQUESTER])
 
+    feed(app, messages.mail(subject=f"Re: [{FIRST}] OA 打不开", body="好了，谢谢！\n"))
+    assert ticket(app)["status"] == "closed"  # thanks again: stays closed
     feed(app, messages.mail(subject=f"Re: [{FIRST}] OA 打不开", body="今天又打不开了。\n"))
     assert ticket(app)["status"] == "reopened"
     assert sent(app)[-1] == ("reopened", [WANG])

@@ -14,9 +14,10 @@ from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.errors import ConfigError, LoginRefused, MailboxRefused, MailboxUnavailable
 from daemon.intake import imap as imap_intake
-from daemon.intake.pipeline import Intake, IntakeResult
+from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor, Quarantined, Ticket
+from daemon.outcomes import IntakeResult
 from tests import messages
 from tests.conftest import make_config
 from tests.servers.dovecot import Dovecot

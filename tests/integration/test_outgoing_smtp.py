@@ -398,6 +398,23 @@ def test_smtp_auth(tmp_path: Path, database_url: str, clock: FixedClock,
         app.close()
 
 
+def test_a_password_that_cannot_be_read_holds_the_mail_instead_of_failing_it(
+        tmp_path: Path, database_url: str, clock: FixedClock, smtp_server: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SMTP_PW_ENV, raising=False)
+    app = smtp_app(tmp_path, database_url, clock, smtp_server.port, username="ticketd",
+                   password_env=SMTP_PW_ENV)
+    try:
+        ingest(app, messages.mail(body=COMPLETE))
+        report = outbox.flush(app)
+        assert (report.held, report.failed) == (1, 0)
+        assert f"[smtp] password_env: environment variable {SMTP_PW_ENV} is not set" in str(
+            report.problem)
+        assert [(r.status, r.attempts) for r in rows(app)] == [("queued", 0)]
+    finally:
+        app.close()
+
+
 def test_starttls_not_offered_never_sends_in_plain_text(
         tmp_path: Path, database_url: str, clock: FixedClock, smtp_server: SmtpSink) -> None:
     app = smtp_app(tmp_path, database_url, clock, smtp_server.port, security="starttls")

@@ -221,7 +221,7 @@ def test_copy_cc_false_copies_nobody(make_app: Callable[..., App]) -> None:
 
 def test_missing_details_hold_the_ticket_with_one_mail_and_a_reply_releases_it(
         app: App, clock: FixedClock) -> None:
-    feed(app, messages.mail(subject="系统报错", body="您好：\n提交的时候报错了。\n",
+    feed(app, messages.mail(subject="系统报错", body="您好：\n页面报错了。\n",
                             message_id="<q1@client.example>"))
     t = ticket(app)
     assert (t["status"], t["handler"]) == ("need_info", None)
@@ -420,4 +420,4 @@ def test_a_mail_to_a_ticket_closed_long_ago_opens_a_linked_ticket(
                                              body="又坏了。\n"))
     assert (action, number) == ("created", "TS20231124000001")
     assert ticket(app)["status"] == "closed"
-    assert number is not None and ticket(app, number)["linked_ticket"] == FIRST
+    assert ticket(app, number or "")["linked_ticket"] == FIRST

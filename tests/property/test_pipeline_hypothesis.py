@@ -25,9 +25,10 @@ from daemon.clock import FixedClock
 from daemon.config import from_mapping
 from daemon.errors import Quarantine
 from daemon.intake.parse import parse
-from daemon.intake.pipeline import Intake, IntakeResult, content_hash, decide
+from daemon.intake.pipeline import Intake, content_hash, decide
 from daemon.intake.sources import RawMail
 from daemon.models import IntakeRecord, Quarantined, Ticket
+from daemon.outcomes import IntakeResult
 from daemon.replies.notify import Notify
 from tests import messages
 from tests.property.test_parse_hypothesis import SEEDS

@@ -171,7 +171,9 @@ def test_broken_winmail_dat_is_kept_as_it_is() -> None:
 
 @pytest.mark.parametrize("sig_type", ["application/pkcs7-signature",
                                       "application/x-pkcs7-signature"])
-def test_smime_signed_content_is_the_body_and_signature_is_no_attachment(sig_type: str) -> None:
+def test_smime_signed_content_is_the_body_and_signature_a_marked_attachment(
+    sig_type: str,
+) -> None:
     raw = (
         b"From: a@example.com\r\nSubject: signed\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/signed; protocol="' + sig_type.encode() + b'";'
@@ -188,17 +190,19 @@ def test_smime_signed_content_is_the_body_and_signature_is_no_attachment(sig_typ
     )
     parsed = parse(raw)
     assert parsed.body_text == "Signed text."
-    assert [a.filename for a in parsed.attachments] == ["a.pdf"]
+    assert [(a.filename, a.content_type, a.signature) for a in parsed.attachments] == [
+        ("a.pdf", "application/pdf", False), ("smime.p7s", sig_type, True)]
 
 
-def test_text_parts_are_attachments_only_with_disposition_attachment() -> None:
+def test_named_text_parts_are_attachments_even_inline() -> None:
     msg = base()
     msg.add_attachment("log line 1\n", filename="server.log")
     msg.add_attachment("inline notes\n", disposition="inline", filename="notes.txt")
+    msg.add_attachment("more text\n", disposition="inline")
     parsed = parse(bytes(msg))
-    assert [a.filename for a in parsed.attachments] == ["server.log"]
-    assert parsed.attachments[0].payload == b"log line 1\n"
-    assert parsed.body_text == "See attached.\n\ninline notes"
+    assert [(a.filename, a.inline, a.payload) for a in parsed.attachments] == [
+        ("server.log", False, b"log line 1\n"), ("notes.txt", True, b"inline notes\n")]
+    assert parsed.body_text == "See attached.\n\nmore text"
 
 
 @pytest.mark.parametrize(

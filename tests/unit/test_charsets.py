@@ -12,7 +12,7 @@ import pytest
 
 from daemon.intake.charsets import canonical_codec, decode_bytes, decode_header_value
 from daemon.intake.parse import parse
-from daemon.intake.parsed import CharsetNote
+from daemon.intake.parsed import Address, CharsetNote
 
 
 def encoded_word(text: str, label: str, codec: str) -> str:
@@ -180,3 +180,48 @@ def test_truncated_utf8_keeps_utf8_with_a_replacement_character() -> None:
     assert text == "Юникод запрещен\ufffd"
     assert note.used == "utf-8"
     assert note.repair == "no charset declared, decoded as utf-8 with 1 replacement character"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("=?us-ascii?Q?ABC / 123 / West?=", "ABC / 123 / West"),
+        ("Re:=?UTF-8?Q? Personal=C3=A4nderung?=", "Re: Personaländerung"),
+        ("=?UTF-8?Q? Personal=C3=A4nderung?=", "Personaländerung"),
+        # folded inside the word, in the middle of an escape
+        ("=?utf-8?Q?Gr=C3=\r\n BC=C3=9Fe?=", "Grüße"),
+        ("=?utf-8?Q?Gr=C\r\n 3=BC=C3=9Fe?=", "Grüße"),
+        # split mid-character across words, and mid-group in base64
+        ("=?utf-8?Q?caf=C3?=\r\n =?utf-8?Q?=A9?=", "café"),
+        ("=?utf-8?B?5L2g5a?=\r\n =?utf-8?B?W9?=", "你好"),
+        # adjacent words in different charsets, with and without whitespace
+        ("=?gb2312?B?16q3og==?==?utf-8?Q?=EF=BC=9A?=", "转发："),
+        ("=?utf-8?Q?Caf=C3=A9?=\r\n =?iso-8859-1?Q?_na=EFve?=", "Café naïve"),
+        ("=?UTF-8?B?5L2g5aW9?=abc", "你好abc"),
+    ],
+)
+def test_encoded_words_as_real_clients_write_them(value: str, text: str) -> None:
+    assert decode_header_value(value, "subject").text == text
+
+
+def test_encoded_word_scan_is_linear_on_hostile_input() -> None:
+    value = "=?utf-8?q?" * 20_000 + "x" * 10_000
+    assert decode_header_value(value, "subject").text.endswith("x")
+
+
+def test_an_encoded_word_holding_a_comma_does_not_split_the_address_list() -> None:
+    value = "=?utf-8?Q?M=C3=BCller,_Hans?= <hans@example.com>, =?utf-8?Q?B=C3=B6b?= <b@example.com>"
+    raw = f"From: {value}\r\nTo: {value}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    parsed = parse(raw)
+    assert parsed.from_ == Address("Müller, Hans", "hans@example.com")
+    assert parsed.to == (Address("Müller, Hans", "hans@example.com"),
+                         Address("Böb", "b@example.com"))
+    assert parsed.defects == ()
+
+
+@pytest.mark.parametrize(("label", "codec"), [
+    ("x-gbk", "gbk"), ("GB2312_CHARSET", "gbk"), ("x-sjis", "cp932"), ("windows-31j", "cp932"),
+    ("x-x-big5", "big5"), ("windows-874", "cp874"), ("x-windows-949", "cp949"),
+])
+def test_labels_clients_send_that_python_does_not_know(label: str, codec: str) -> None:
+    assert canonical_codec(label) == codec

@@ -8,7 +8,7 @@ import pytest
 
 from daemon.config import load
 from daemon.directory import Directory
-from daemon.errors import ConfigError
+from tests.unit.test_config import error_of, write
 
 TEAMS = '''
 [[teams]]
@@ -24,18 +24,6 @@ assign = "least_open"
 [[teams]]
 name = "admins"
 '''
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def error_of(tmp_path: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        load(write(tmp_path, text))
-    return str(info.value)
 
 
 def test_teams_become_a_directory_of_handlers(tmp_path: Path) -> None:
