@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import event, select
 
-from daemon import jobs, tickets
+from daemon import desk, jobs, tickets
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.intake.pipeline import Intake
@@ -23,10 +23,7 @@ def resolved_ticket(app: App, clock: FixedClock) -> str:
         messages.mail(body="打印机卡纸。\n系统: 打印服务\n影响范围: 三楼\n",
                       message_id="<first@client.example>"), "test"))
     assert result.number is not None
-    with app.db.transaction() as s:
-        ticket = tickets.get(s, result.number)
-        tickets.change(s, ticket, at=clock.now(), actor="ops@corp.example", action="status",
-                       detail="resolved", status="resolved", handler="ops@corp.example")
+    desk.run(app, result.number, [("resolve", "换了硒鼓")], actor=None)
     return result.number
 
 
@@ -40,7 +37,7 @@ def test_closed_only_after_the_configured_days(app: App, clock: FixedClock) -> N
     with app.db.transaction() as s:
         ticket = tickets.get(s, number)
         assert ticket.status == "closed"
-        last_status = [e for e in ticket.events if e.action == "status"][-1]
+        last_status = [e for e in ticket.events if e.action == "closed"][-1]
         assert last_status.before == {"status": "resolved"}
         assert last_status.after == {"status": "closed"}
         assert "no reply within 7 days" in last_status.detail
@@ -102,9 +99,7 @@ def resolved_ticket_from(app: App, clock: FixedClock, n: int) -> str:
         body="打印机卡纸。\n系统: 打印服务\n影响范围: 三楼\n", sender=f"u{n}@corp.example",
         message_id=f"<due.{n}@client.example>"), "test"))
     assert result.number is not None
-    with app.db.transaction() as s:
-        tickets.change(s, tickets.get(s, result.number), at=clock.now(),
-                       actor="ops@corp.example", action="status", status="resolved")
+    desk.run(app, result.number, [("resolve", "换了硒鼓")], actor=None)
     return result.number
 
 
@@ -115,7 +110,8 @@ def test_sweep_reports_what_each_job_did(app: App, clock: FixedClock) -> None:
     clock.advance(timedelta(days=8))
     report = jobs.sweep(app)
     assert report.at == clock.now()
-    assert [job.name for job in report.jobs] == ["sla-breach", "auto-close"]
+    assert [job.name for job in report.jobs] == ["sla-breach", "need-info-reminder",
+                                                 "need-info-close", "auto-close"]
     assert report.done("sla-breach") == (unassigned,)   # resolved tickets are no breach
     assert report.done("auto-close") == (number,)
     assert report.changed and report.failed == ()

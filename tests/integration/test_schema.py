@@ -81,8 +81,8 @@ def test_upgrade_from_0001_keeps_the_data_and_maps_old_statuses(
         conn.execute(text(insert), {"n": "TS3", "s": "resolved", "t": now, "h": None})
     dbmod.upgrade(database)
     with database.engine.connect() as conn:
-        rows: dict[str, str] = dict(
-            conn.execute(text("SELECT number, status FROM tickets")).tuples().all())
+        rows = {str(number): str(status) for number, status in
+                conn.execute(text("SELECT number, status FROM tickets"))}
     assert rows == {"TS1": "new", "TS2": "accepted", "TS3": "resolved"}
     assert _diff(database) == []
     database.dispose()
