@@ -359,6 +359,7 @@ def test_postfix_dsn(policy: Policy) -> None:
         report_type="delivery-status",
         original_message_id="ack.TS20240305000017.k3j2@support.example",
         recipients=("li.wei@customer.example",),
+        named=("li.wei@customer.example",),  # from the Final-Recipient field: may hold it
         action="failed",
         status="5.1.1",
         diagnostic="550 5.1.1 <li.wei@customer.example>: Recipient address rejected: "
@@ -373,6 +374,7 @@ def test_delayed_dsn_reads_rfc822_headers_part(policy: Policy) -> None:
         report_type="delivery-status",
         original_message_id="note.TS20240305000018.aa1@support.example",
         recipients=("ops@slow.example",),
+        named=("ops@slow.example",),  # from the Final-Recipient field: may hold it
         action="delayed",
         status="4.4.1",
         diagnostic="connect to mx.slow.example[198.51.100.9]:25: Connection timed out",
@@ -387,6 +389,7 @@ def test_office365_ndr(policy: Policy) -> None:
         report_type="delivery-status",
         original_message_id="reply.TS20240306000003.x9@support.example",
         recipients=("j.doe@contoso.com",),
+        named=("j.doe@contoso.com",),  # from the Final-Recipient field: may hold it
         action="failed",
         status="5.1.10",
         diagnostic="550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient j.doe@contoso.com "
@@ -512,6 +515,7 @@ Status: 4.2.2
         report_type="delivery-status",
         original_message_id=None,
         recipients=("demo@example.net",),
+        named=("demo@example.net",),  # from the Final-Recipient field: may hold it
         action="failed",
         status="4.2.2",
     )
