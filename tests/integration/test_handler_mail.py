@@ -278,3 +278,13 @@ def test_inspect_shows_proof_and_what_the_commands_would_do_changing_nothing(app
     shown = explain.explain(app, forged, origin="test").as_dict()
     assert shown["handler"]["proven"] is False and shown["verdict"]["trusted"] is False
     assert (ticket(app), sent(app)) == before
+
+
+def test_inspect_says_a_from_is_forged(app: App) -> None:
+    from daemon import explain
+
+    forged = {"Authentication-Results": "mx.corp.example; dmarc=fail header.from=corp.example"}
+    raw = messages.mail(subject=f"Re: [{FIRST}] OA 打不开", body="还是不行\n", headers=forged)
+    report = explain.explain(app, raw, origin="test")
+    assert report.as_dict()["verdict"]["trusted"] is False
+    assert "FORGED From (mx.corp.example: dmarc=fail)" in explain.render(report)
