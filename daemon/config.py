@@ -21,6 +21,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -169,7 +170,7 @@ class SupportConfig:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def own_addresses(self) -> frozenset[str]:
         return frozenset(a.lower() for a in (self.address, *self.aliases))
 
@@ -412,7 +413,7 @@ class Config:
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
 
-    @property
+    @cached_property
     def own_addresses(self) -> frozenset[str]:
         """Every address that is ours: the support address, aliases, each mailbox's address."""
         extra = {m.address.lower() for m in self.imap.mailboxes if m.address}

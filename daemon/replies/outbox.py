@@ -47,6 +47,7 @@ from daemon.errors import (
 )
 from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
+from daemon.replies import brake
 from daemon.replies.compose import to_bytes
 from daemon.replies.transports import Transport, from_config
 
@@ -92,6 +93,8 @@ def enqueue(session: Session, *, ticket: Ticket | None, kind: str, msg: EmailMes
                      automatic=automatic, status="queued", attempts=0, next_attempt_at=at,
                      created_at=at)
     session.add(row)
+    if automatic:
+        brake.queued(session, row.primary_recipient)
     if ticket is not None:
         session.add(Message(
             ticket=ticket, direction="out", kind=kind, message_id=message_id,

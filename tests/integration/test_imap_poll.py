@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.errors import ConfigError, LoginRefused, MailboxRefused, MailboxUnavailable
 from daemon.intake import imap as imap_intake
+from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake, IntakeResult
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor, Quarantined, Ticket
@@ -82,10 +83,11 @@ class CrashAfterCommit(Intake):
         super().__init__(app)
         self.server = server
 
-    def ingest(self, raw: RawMail) -> IntakeResult:
-        result = super().ingest(raw)
+    def ingest_batch(self, raws: Sequence[RawMail],
+                     parsed: Sequence[ParsedMail | str] | None = None) -> list[IntakeResult]:
+        results = super().ingest_batch(raws, parsed)
         self.server.stop()
-        return result
+        return results
 
 
 def test_restart_between_commit_and_move_records_once(imap_app: App, imap: Dovecot) -> None:
