@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 SUBJECTS_ZH = ("OA 无法登录", "打印机无法打印", "邮箱收不到邮件", "VPN 连接失败", "财务系统报错",
@@ -24,7 +24,8 @@ SUBJECTS_ZH = ("OA 无法登录", "打印机无法打印", "邮箱收不到邮�
 SUBJECTS_EN = ("Cannot log in to OA", "Printer offline", "No new mail since this morning",
                "VPN keeps dropping", "Finance system error 500", "Laptop blue screen",
                "Shared drive not reachable", "Projector in room 3 broken")
-BODY_ZH = "您好，\n\n{subject}，从今天上午开始就这样了。\n系统: OA\n影响范围: 财务部 {n} 人\n\n谢谢\n"
+BODY_ZH = ("您好，\n\n{subject}，从今天上午开始就这样了。\n系统: OA\n"
+           "影响范围: 财务部 {n} 人\n\n谢谢\n")
 BODY_EN = ("Hello,\n\n{subject} since this morning; {n} people in accounting are affected.\n"
            "System: OA\nImpact: accounting\n\nThanks\n")
 

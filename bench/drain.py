@@ -19,8 +19,8 @@ honest on a machine that others load: the absolute numbers move, the ratio much 
     .venv/bin/python bench/drain.py --mails 300 --rounds 1 --profile /tmp/drain.html
 
 ``--profile FILE`` runs the ticketd side under pyinstrument (``pip install -e '.[bench]'``)
-and writes its report (HTML, or text for a ``.txt`` name). ``--big N`` puts N attachments of 10-25 MB into the corpus; the
-peak RSS of the ticketd process is printed for every run.
+and writes its report (HTML, or text for a ``.txt`` name). ``--big N`` puts N attachments of
+10-25 MB into the corpus; the peak RSS of the ticketd process is printed for every run.
 """
 
 from __future__ import annotations

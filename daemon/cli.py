@@ -461,6 +461,12 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     return service.run(app)
 
 
+def cmd_lmtp(app: App, args: argparse.Namespace) -> int:
+    from daemon import service
+
+    return service.run_lmtp(app)
+
+
 def cmd_status(app: App, args: argparse.Namespace) -> int:
     from daemon import status
 
@@ -556,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the daemon: poll (with IDLE), send, sweep").set_defaults(
         func=cmd_run)
+    sub.add_parser("lmtp", help="serve LMTP ([lmtp] host/port or socket) for the site's MTA, "
+                   "with the sender and the sweep; no IMAP").set_defaults(func=cmd_lmtp)
     p = sub.add_parser("status", help="polls, queues, tickets and SLA at a glance")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
@@ -615,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         cfg = configmod.load(args.config)
         # Only the daemon logs every event; one-shot commands print their own results.
-        _setup_logging(args.debug, cfg, quiet=args.command != "run")
+        _setup_logging(args.debug, cfg, quiet=args.command not in ("run", "lmtp"))
         app = App(cfg)
         try:
             return int(args.func(app, args))

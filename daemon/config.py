@@ -384,6 +384,16 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class LmtpConfig:
+    """Optional LMTP server: the site's MTA hands mail straight to ticketd (no IMAP delay)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = field(default=8024, metadata=spec(int_range(1, 65535)))
+    socket: str = field(default="", metadata=spec(path=True))  # Unix socket instead of a port
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="info", metadata=spec(one_of("debug", "info", "warning", "error")))
     format: str = field(default="text", metadata=spec(one_of("text", "json")))
@@ -403,6 +413,7 @@ class Config:
     templates: TemplatesConfig = TemplatesConfig()
     logging: LoggingConfig = LoggingConfig()
     http: HttpConfig = HttpConfig()
+    lmtp: LmtpConfig = LmtpConfig()
     sla: SlaConfig = SlaConfig()
     teams: tuple[TeamConfig, ...] = ()
     categories: tuple[CategoryConfig, ...] = ()

@@ -58,6 +58,7 @@ from daemon.errors import ConfigError, LoginRefused, TicketdError, TransientErro
 from daemon.httpd import HealthServer, HttpSettings, settings_from
 from daemon.intake import imap
 from daemon.intake.idle import IDLE_CHECK, IdleWorker
+from daemon.intake.lmtp import LmtpServer
 from daemon.intake.pipeline import Intake, IntakeResult
 from daemon.logs import Outage
 from daemon.metrics import Metrics
@@ -136,8 +137,10 @@ class Service:
 
     def __init__(self, app: App, *, metrics: Metrics | None = None,
                  http: HttpSettings | None = None, transport: Transport | None = None,
-                 holder: str | None = None, idle_check: float = IDLE_CHECK) -> None:
+                 holder: str | None = None, idle_check: float = IDLE_CHECK,
+                 lmtp_only: bool = False) -> None:
         self.app = app
+        self.lmtp_only = lmtp_only   # `ticketd lmtp`: LMTP, sender and sweep; no mailboxes
         self.metrics = metrics or Metrics()
         self.http_settings = http if http is not None else settings_from(app)
         self.transport = transport
@@ -151,6 +154,7 @@ class Service:
         self._scheduler: BackgroundScheduler | None = None
         self._sender: Sender | None = None
         self._http: HealthServer | None = None
+        self._lmtp: LmtpServer | None = None
         self._sweep_keeper: leases.Keeper | None = None
         self._started = False
         root = logging.getLogger("ticketd")
@@ -423,11 +427,21 @@ class Service:
         if self.http_settings is not None:
             self._http = HealthServer(self.http_settings, self.health, self.metrics)
             self._http.start()
-        self._start_mailboxes()
+        if self.lmtp_only or self.app.config.lmtp.enabled:
+            self._lmtp = LmtpServer(self.app, notifier=Notify(self.app),
+                                    on_delivered=self.on_new_mail)
+            try:
+                self._lmtp.start()
+            except ConfigError:
+                self._lmtp = None
+                raise
+        if not self.lmtp_only:
+            self._start_mailboxes()
         self._start_scheduler()
         self.app.templates.problems()  # logs each broken template and its fallback now
         self._started = True
-        names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and sweep only)"
+        names = ", ".join(b.label for b in self.boxes.values()) or (
+            "none (LMTP only)" if self.lmtp_only else "none (outbox and sweep only)")
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",
                  self.holder, names, "on" if self.app.config.imap.idle else "off",
                  self.app.config.imap.poll_interval)
@@ -441,6 +455,9 @@ class Service:
             # Running jobs end after their message in hand (they see the stop flag).
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self._lmtp is not None:
+            self._lmtp.stop()   # the message in hand commits (or rolls back) first
+            self._lmtp = None
         self._stop_mailboxes(deadline)
         if self._sender is not None:
             self._sender.wake()
@@ -568,3 +585,8 @@ def _one_line(exc: BaseException) -> str:
 def run(app: App) -> int:
     """`ticketd run`: serve until SIGTERM/SIGINT; 0 after a clean stop."""
     return Service(app).run()
+
+
+def run_lmtp(app: App) -> int:
+    """`ticketd lmtp`: the LMTP server with the sender and the sweep, no IMAP mailboxes."""
+    return Service(app, lmtp_only=True).run()

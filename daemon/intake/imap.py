@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from daemon.app import App
 from daemon.config import ImapConfig, Secret
 from daemon.errors import LoginRefused, MailboxRefused, MailboxUnavailable, TransientError
+from daemon.intake.parsing import WORTH_A_WORKER, ParseAhead, Pending
 from daemon.intake.pipeline import Intake, IntakeResult
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor
@@ -279,7 +280,23 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
         last_uid = cursor.last_uid
     uids = _pending_uids(client, spec, last_uid)
     known: set[str] = set()
-    for batch in _batches(client, uids, spec):
+    # A backlog: a worker process parses the next batch while this one is written.
+    with ParseAhead(1 if len(uids) >= WORTH_A_WORKER else 0) as ahead:
+        waiting: tuple[list[int], Pending] | None = None
+        for taken, raws in _fetched(client, _batches(client, uids, spec), spec, uidvalidity):
+            parsing = (taken, ahead.submit(raws))
+            if waiting is not None and not _ingest(app, intake, spec, client, report, known,
+                                                   *waiting, stop):
+                return
+            waiting = parsing
+        if waiting is not None:
+            _ingest(app, intake, spec, client, report, known, *waiting, stop)
+
+
+def _fetched(client: IMAPClient, batches: Iterator[list[int]], spec: MailboxSpec,
+             uidvalidity: int) -> Iterator[tuple[list[int], list[RawMail]]]:
+    """Each batch's UIDs and raw messages (mail expunged meanwhile by others left out)."""
+    for batch in batches:
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
         taken: list[int] = []
         raws: list[RawMail] = []
@@ -291,18 +308,23 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
             raws.append(RawMail(bytes(data),
                                 f"imap:{spec.key};uidvalidity={uidvalidity};uid={uid}"))
         del fetched
-        if not raws:
-            continue
-        try:
-            results = intake.ingest_batch(raws)
-        except TransientError:
-            log.error("%s uids %s-%s: database unavailable; left in the folder", spec.key,
-                      taken[0], taken[-1])
-            raise
-        _settle(client, spec, list(zip(taken, results, strict=True)), known)
-        report.results.extend(results)
-        with db.transaction() as session:
-            cursor = _cursor(session, spec.key)
-            cursor.last_uid = max(cursor.last_uid, taken[-1])
-        if stop is not None and stop():
-            return
+        if raws:
+            yield taken, raws
+
+
+def _ingest(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
+            report: PollReport, known: set[str], taken: list[int], parsing: Pending,
+            stop: Callable[[], bool] | None) -> bool:
+    """Commit one batch, then move it and save the cursor; False when told to stop."""
+    try:
+        results = intake.ingest_batch(parsing.raws, parsing.result())
+    except TransientError:
+        log.error("%s uids %s-%s: database unavailable; left in the folder", spec.key,
+                  taken[0], taken[-1])
+        raise
+    _settle(client, spec, list(zip(taken, results, strict=True)), known)
+    report.results.extend(results)
+    with app.db.transaction() as session:
+        cursor = _cursor(session, spec.key)
+        cursor.last_uid = max(cursor.last_uid, taken[-1])
+    return stop is None or not stop()
