@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -251,6 +251,22 @@ def _flush_outbox(app: App) -> None:
         print(f"outbox: {report.held} held", file=sys.stderr)
 
 
+def _chunks(raws: Iterable[Any], count: int = 50, size: int = 20 * 1024 * 1024
+            ) -> Iterator[list[Any]]:
+    """Messages in batches of at most ``count`` and about ``size`` bytes (one transaction
+    each, as IMAP batches are)."""
+    batch: list[Any] = []
+    total = 0
+    for raw in raws:
+        if batch and (len(batch) >= count or total + len(raw.data) > size):
+            yield batch
+            batch, total = [], 0
+        batch.append(raw)
+        total += len(raw.data)
+    if batch:
+        yield batch
+
+
 def cmd_ingest(app: App, args: argparse.Namespace) -> int:
     from daemon.intake import sources
 
@@ -263,23 +279,23 @@ def cmd_ingest(app: App, args: argparse.Namespace) -> int:
         bar = tqdm(total=total, unit="msg", file=sys.stderr, dynamic_ncols=True)
     failures = 0
     counts: dict[str, int] = {}
-    for raw in sources.read(args.paths):
+    for batch in _chunks(sources.read(args.paths)):
         try:
-            result = intake.ingest(raw)
-        except TicketdError as exc:  # database down: this one was not handled
-            failures += 1
-            line = f"- failed {exc} ({raw.origin})"
-            action = "failed"
-        else:
-            line = json.dumps(result.as_dict(), ensure_ascii=False) if args.json else \
-                result.line()
-            action = result.action
-        counts[action] = counts.get(action, 0) + 1
-        if bar is not None:
-            bar.write(line)
-            bar.update(1)
-        else:
-            print(line, flush=True)
+            outcomes: list[tuple[str, str]] = []
+            for result in intake.ingest_batch(batch):
+                line = json.dumps(result.as_dict(), ensure_ascii=False) if args.json else \
+                    result.line()
+                outcomes.append((line, result.action))
+        except TicketdError as exc:  # database down: none of this batch was handled
+            failures += len(batch)
+            outcomes = [(f"- failed {exc} ({raw.origin})", "failed") for raw in batch]
+        for line, action in outcomes:
+            counts[action] = counts.get(action, 0) + 1
+            if bar is not None:
+                bar.write(line)
+                bar.update(1)
+            else:
+                print(line, flush=True)
     if bar is not None:
         bar.close()
     if not args.json and sum(counts.values()) > 1:
