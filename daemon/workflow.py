@@ -147,6 +147,8 @@ class Process:
     def _attachments(self, session: Session, message: Message | None) -> tuple[int, ...]:
         if message is None or message.id is None:
             return ()
+        if "attachments" in message.__dict__ and not message.attachments:
+            return ()  # loaded (or just written) and empty: no query needed
         return tuple(session.scalars(select(Attachment.id).where(
             Attachment.message_id == message.id, Attachment.skipped.is_(None),
             Attachment.content_type.not_in(SIGNATURE_TYPES)).order_by(Attachment.id)))

@@ -485,6 +485,7 @@ class Intake:
     def _store_attachments(self, message: Message, mail: ParsedMail) -> None:
         limits = self.app.config.attachments
         total = 0
+        stored = message.attachments  # loaded, even when empty: the process asks again
         for part in mail.attachments:
             skipped: str | None = None
             if part.size > limits.max_bytes:
@@ -495,7 +496,7 @@ class Intake:
             else:
                 self._blobs.put(part.payload, part.sha256)
                 total += part.size
-            message.attachments.append(Attachment(
+            stored.append(Attachment(
                 filename=part.filename, safe_filename=part.safe_filename,
                 content_type=part.content_type, size=part.size, sha256=part.sha256,
                 inline=part.inline, skipped=skipped))
