@@ -147,8 +147,9 @@ class Process:
     def _attachments(self, session: Session, message: Message | None) -> tuple[int, ...]:
         if message is None or message.id is None:
             return ()
-        if "attachments" in message.__dict__ and not message.attachments:
-            return ()  # loaded (or just written) and empty: no query needed
+        if "attachments" in message.__dict__:  # loaded (intake just wrote them): no query
+            return tuple(sorted(a.id for a in message.attachments if a.skipped is None and
+                                a.content_type not in SIGNATURE_TYPES))
         return tuple(session.scalars(select(Attachment.id).where(
             Attachment.message_id == message.id, Attachment.skipped.is_(None),
             Attachment.content_type.not_in(SIGNATURE_TYPES)).order_by(Attachment.id)))

@@ -26,6 +26,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from daemon import commands, tickets
 from daemon.app import App
@@ -394,7 +395,7 @@ class Intake:
             trusted, why = judge_trust(decision, verdict)
             message = self._store_message(session, ticket, mail, raw, decision, "follow-up",
                                           trusted=trusted)
-            session.flush()  # the message's attachments get their ids
+            self._flush_stored(session, message)
             detail = f"{verdict.rule}: reply from {mail.from_}"
             if decision.handler and decision.proof is not None and decision.proof.proven:
                 detail += f" (handler; proof: {decision.proof.how}: {decision.proof.reason})"
@@ -420,7 +421,7 @@ class Intake:
             return IntakeResult("appended", ticket.number, verdict.note, mail.message_id)
         ticket, found = self._new_ticket(session, mail, decision)
         message = self._store_message(session, ticket, mail, raw, decision, "new")
-        session.flush()
+        self._flush_stored(session, message)
         intents = self._process(now).open(session, ticket, found, first=message)
         if self.notifier is not None:
             self.notifier.deliver(session, ticket, intents, self._trigger(mail))
@@ -482,10 +483,18 @@ class Intake:
         self._store_attachments(message, mail)
         return message
 
+    @staticmethod
+    def _flush_stored(session: Session, message: Message) -> None:
+        """Write the message and its attachments (they get their ids), and keep its attachment
+        list as loaded: the process reads it back, and need not query what was just written."""
+        stored = list(message.attachments)
+        session.flush()
+        set_committed_value(message, "attachments", stored)
+
     def _store_attachments(self, message: Message, mail: ParsedMail) -> None:
         limits = self.app.config.attachments
         total = 0
-        stored = message.attachments  # loaded, even when empty: the process asks again
+        stored = message.attachments
         for part in mail.attachments:
             skipped: str | None = None
             if part.size > limits.max_bytes:
