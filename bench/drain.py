@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -83,7 +83,7 @@ def floor(imap: Dovecot, user: str) -> int:
         client.logout()
 
 
-def fill(imap: Dovecot, user: str, corpus: list[bytes]) -> None:
+def fill(imap: Dovecot, user: str, corpus: Iterable[bytes]) -> None:
     with imap.client(user) as client:
         for raw in corpus:
             client.append("INBOX", raw)
@@ -164,8 +164,10 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=0, help="attachments of 10-25 MB")
     parser.add_argument("--profile", type=Path, help="pyinstrument HTML report of ticketd")
     args = parser.parse_args()
-    corpus = list(generate(args.mails, big=args.big))
-    megabytes = sum(len(raw) for raw in corpus) / 1e6
+    def corpus() -> Iterator[bytes]:   # generated again for each mailbox, never all in memory
+        return generate(args.mails, big=args.big)
+
+    megabytes = sum(len(raw) for raw in corpus()) / 1e6
     users = {f"run{n}": PASSWORD for n in range(2 * args.rounds)}
     print(f"corpus: {args.mails} mails, {megabytes:.1f} MB; database: {args.db}; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
@@ -173,8 +175,8 @@ def main() -> None:
     drains: list[float] = []
     with Dovecot(users) as imap:
         for n in range(args.rounds):
-            fill(imap, f"run{2 * n}", corpus)
-            fill(imap, f"run{2 * n + 1}", corpus)
+            fill(imap, f"run{2 * n}", corpus())
+            fill(imap, f"run{2 * n + 1}", corpus())
             started = time.monotonic()
             parsed = floor(imap, f"run{2 * n}")
             floors.append(time.monotonic() - started)
