@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import ColumnElement, Engine, Select, create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from daemon.models import IntakeRecord, Message, OutboxMail, Quarantined, Ticket
@@ -99,9 +99,9 @@ def test_sigkill_inside_a_batch_transaction_then_restart_gives_one_outcome_each(
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            def count(model: type, *where: object) -> int:
-                return int(conn.scalar(select(func.count()).select_from(model)
-                                       .where(*where)) or 0)
+            def count(model: type, *where: ColumnElement[bool]) -> int:
+                query: Select[int] = select(func.count()).select_from(model).where(*where)
+                return int(conn.execute(query).scalar() or 0)
 
             roots = ids
             # One outcome per message: one intake record each (the auto-replies share no
