@@ -13,14 +13,16 @@ Each run gets its own mailbox holding the whole corpus (appended before the cloc
 both see the same bytes from the same server. Alternating runs in one process keeps the ratio
 honest on a machine that others load: the absolute numbers move, the ratio much less.
 
-    .venv/bin/python bench/drain.py --mails 1000 --rounds 3 --db sqlite
+    .venv/bin/python -m bench.drain --mails 1000 --rounds 3 --db sqlite
     TICKETD_BENCH_PG=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python bench/drain.py --mails 1000 --rounds 3 --db postgresql
-    .venv/bin/python bench/drain.py --mails 300 --rounds 1 --profile /tmp/drain.html
+        .venv/bin/python -m bench.drain --mails 1000 --rounds 3 --db postgresql
+    .venv/bin/python -m bench.drain --mails 300 --rounds 1 --profile /tmp/drain.html
 
-``--profile FILE`` runs the ticketd side under pyinstrument (``pip install -e '.[bench]'``)
-and writes its report (HTML, or text for a ``.txt`` name). ``--big N`` puts N attachments of
-10-25 MB into the corpus; the peak RSS of the ticketd process is printed for every run.
+``--baseline DIR`` runs a second checkout of ticketd in every round too (before and after in
+one run: ``git archive <commit> | tar -x -C DIR``). ``--profile FILE`` runs the ticketd side
+under pyinstrument (``pip install -e '.[bench]'``) and writes its report (HTML, or text for a
+``.txt`` name). ``--big N`` puts N attachments of 10-25 MB into the corpus; the peak RSS of
+the ticketd process is printed for every run.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ def database(kind: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None
-            ) -> tuple[float, float, int]:
+def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
+            repo: Path = REPO) -> tuple[float, float, int]:
     """(seconds, peak RSS MiB, acceptance mails written) of one `poll --once`."""
     with tempfile.TemporaryDirectory(prefix="drain-") as tmp, \
             database(db_kind, Path(tmp)) as url:
@@ -131,7 +133,7 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None
             '[[teams]]\nname = "admins"\nlabel_zh = "系统管理员组"\nlabel_en = "Administrators"\n'
             'members = ["adm1@corp.example"]\n', encoding="utf-8")
         # Schema creation is setup, not drain: run it before the clock starts.
-        env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_IMAP_PW": PASSWORD}
+        env = {**os.environ, "PYTHONPATH": str(repo), "BENCH_IMAP_PW": PASSWORD}
         subprocess.run([sys.executable, "-m", "daemon", "--config", str(config), "db",
                         "upgrade"], env=env, check=True, capture_output=True)
         peak = folder / "peak"
@@ -162,36 +164,48 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--big", type=int, default=0, help="attachments of 10-25 MB")
-    parser.add_argument("--profile", type=Path, help="pyinstrument HTML report of ticketd")
+    parser.add_argument("--profile", type=Path, help="pyinstrument report of ticketd")
+    parser.add_argument("--baseline", type=Path,
+                        help="another ticketd checkout (e.g. `git archive` of an older commit) "
+                             "run in every round too, between the floor and this one")
     args = parser.parse_args()
+
     def corpus() -> Iterator[bytes]:   # generated again for each mailbox, never all in memory
         return generate(args.mails, big=args.big)
 
     megabytes = sum(len(raw) for raw in corpus()) / 1e6
-    users = {f"run{n}": PASSWORD for n in range(2 * args.rounds)}
+    contenders = ([("baseline", args.baseline.resolve())] if args.baseline else []) + \
+        [("ticketd", REPO)]
+    per_round = 1 + len(contenders)
+    users = {f"run{n}": PASSWORD for n in range(per_round * args.rounds)}
     print(f"corpus: {args.mails} mails, {megabytes:.1f} MB; database: {args.db}; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
     floors: list[float] = []
-    drains: list[float] = []
+    drains: dict[str, list[float]] = {name: [] for name, _ in contenders}
     with Dovecot(users) as imap:
         for n in range(args.rounds):
-            fill(imap, f"run{2 * n}", corpus())
-            fill(imap, f"run{2 * n + 1}", corpus())
+            boxes = [f"run{per_round * n + k}" for k in range(per_round)]
+            for box in boxes:
+                fill(imap, box, corpus())
             started = time.monotonic()
-            parsed = floor(imap, f"run{2 * n}")
+            parsed = floor(imap, boxes[0])
             floors.append(time.monotonic() - started)
             assert parsed == args.mails, parsed
-            seconds, rss, written = ticketd(imap, f"run{2 * n + 1}", args.db, args.profile)
-            drains.append(seconds)
-            left = len(imap.folder_uids(f"run{2 * n + 1}"))
-            print(f"round {n + 1}: floor {floors[-1]:6.2f} s ({args.mails / floors[-1]:5.0f} "
-                  f"msg/s) | ticketd {seconds:6.2f} s ({args.mails / seconds:5.0f} msg/s, "
-                  f"peak RSS {rss:.0f} MiB, {written} mails written, {left} left) | "
-                  f"ratio {floors[-1] / seconds:.2f}", flush=True)
-    ratios = [f / d for f, d in zip(floors, drains, strict=True)]
-    print(f"median: floor {args.mails / statistics.median(floors):.0f} msg/s, ticketd "
-          f"{args.mails / statistics.median(drains):.0f} msg/s, ratio "
-          f"{statistics.median(ratios):.2f} (each round's floor / its ticketd time)")
+            line = [f"round {n + 1}: floor {floors[-1]:6.2f} s "
+                    f"({args.mails / floors[-1]:4.0f} msg/s)"]
+            for (name, repo), box in zip(contenders, boxes[1:], strict=True):
+                seconds, rss, written = ticketd(imap, box, args.db, args.profile, repo)
+                drains[name].append(seconds)
+                left = len(imap.folder_uids(box))
+                line.append(f"{name} {seconds:6.2f} s ({args.mails / seconds:4.0f} msg/s, "
+                            f"ratio {floors[-1] / seconds:.2f}, peak RSS {rss:.0f} MiB, "
+                            f"{written} mails written, {left} left)")
+            print(" | ".join(line), flush=True)
+    for name, times in drains.items():
+        ratios = [f / d for f, d in zip(floors, times, strict=True)]
+        print(f"median {name}: floor {args.mails / statistics.median(floors):.0f} msg/s, "
+              f"{name} {args.mails / statistics.median(times):.0f} msg/s, ratio "
+              f"{statistics.median(ratios):.2f} (each round's floor / its time)")
     print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
           " MiB")
 
