@@ -281,10 +281,21 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
     uids = _pending_uids(client, spec, last_uid)
     known: set[str] = set()
     # A backlog: a worker process parses the next batch while this one is written.
+    # A large batch (big attachments) is written before the next is fetched, so two of them
+    # never sit in memory together.
     with ParseAhead(1 if len(uids) >= WORTH_A_WORKER else 0) as ahead:
+        batches = _fetched(client, _batches(client, uids, spec), spec, uidvalidity)
         waiting: tuple[list[int], Pending] | None = None
-        for taken, raws in _fetched(client, _batches(client, uids, spec), spec, uidvalidity):
-            parsing = (taken, ahead.submit(raws))
+        while True:
+            if waiting is not None and sum(len(r.data) for r in waiting[1].raws) > \
+                    BATCH_BYTES // 2:
+                if not _ingest(app, intake, spec, client, report, known, *waiting, stop):
+                    return
+                waiting = None
+            fetched = next(batches, None)
+            if fetched is None:
+                break
+            parsing = (fetched[0], ahead.submit(fetched[1]))
             if waiting is not None and not _ingest(app, intake, spec, client, report, known,
                                                    *waiting, stop):
                 return

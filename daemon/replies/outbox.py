@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from daemon import tickets
 from daemon.addresses import normalize
@@ -146,7 +146,6 @@ class Claim:
     message_id: str
     sender: str
     recipients: list[str]
-    raw: bytes
     taken_from: str | None = None   # a claimer that died mid-send: this is a resend
     taken_until: datetime | None = None  # its claim's end, to restore when given back
 
@@ -154,12 +153,15 @@ class Claim:
 def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim]:
     now = app.clock.now()
     with app.ready_db().transaction() as session:
-        stmt = select(OutboxMail).where(_due(now, force)).order_by(OutboxMail.id).limit(limit)
+        # The bytes are read one mail at a time when it is sent (_raw): a batch of mails with
+        # 25 MB attachments must not sit in memory at once.
+        stmt = select(OutboxMail).options(defer(OutboxMail.raw)).where(
+            _due(now, force)).order_by(OutboxMail.id).limit(limit)
         if not app.db.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
         rows = list(session.scalars(stmt))
         if len(rows) < limit:
-            orphans = select(OutboxMail).where(
+            orphans = select(OutboxMail).options(defer(OutboxMail.raw)).where(
                 OutboxMail.status == "sending", OutboxMail.claimed_until >= now)
             if not app.db.is_sqlite:
                 orphans = orphans.with_for_update(skip_locked=True)
@@ -179,8 +181,15 @@ def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim
             row.claimed_until = now + timedelta(seconds=app.config.smtp.claim_seconds)
             row.attempts += 1
             claims.append(Claim(row.id, row.message_id, row.sender, list(row.recipients),
-                                row.raw, taken_from, taken_until))
+                                taken_from, taken_until))
         return claims
+
+
+def _raw(app: App, row_id: int) -> bytes:
+    """The bytes of one claimed mail, read just before it is sent."""
+    with app.db.transaction() as session:
+        return bytes(session.execute(select(OutboxMail.raw).where(
+            OutboxMail.id == row_id)).scalar_one())
 
 
 def _finish(app: App, row_id: int, *, error: Exception | None = None,
@@ -265,8 +274,9 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
             break
         with transport:
             for index, claim in enumerate(claimed):
+                raw = _raw(app, claim.id)  # the database, not this mail, if it fails
                 try:
-                    refused = transport.send(claim.sender, claim.recipients, claim.raw)
+                    refused = transport.send(claim.sender, claim.recipients, raw)
                 except (TransportUnavailable, LoginRefused) as exc:
                     # The server, not this mail: give the batch back untried.
                     for rest in claimed[index:]:
