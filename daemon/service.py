@@ -22,9 +22,9 @@ Why it is shaped this way:
   of ``mailbox:<key>`` polls or IDLEs that mailbox; the outbox is claimed row by row with
   ``FOR UPDATE SKIP LOCKED``; the sweep holds ``job:sla-sweep``. An instance that dies stops
   renewing, and another takes over when the lease expires (``[imap] lease_seconds``).
-* **Signals**: SIGTERM and SIGINT ask every loop to stop after the message in hand, then
-  connections close, leases are released, and :func:`run` returns 0. SIGHUP re-reads the
-  config file; a bad file is logged and the running config kept.
+* **Signals**: SIGTERM and SIGINT ask every loop to stop after the batch in hand (one
+  transaction), then connections close, leases are released, and :func:`run` returns 0.
+  SIGHUP re-reads the config file; a bad file is logged and the running config kept.
 * **Testable**: :class:`Service` works without threads too. :meth:`Service.run_until_idle`
   polls every mailbox, flushes and sweeps until a round brings nothing new (Mailman's
   ``make_testable_runner``); the daemon loop is the same steps on a schedule.
@@ -227,7 +227,7 @@ class Service:
             started = time.monotonic()
             try:
                 report = imap.poll_once(self.app, box.intake, box.spec, client=client,
-                                        stop=lambda: self._stop_after_message(box))
+                                        stop=lambda: self._stop_after_batch(box))
             except LoginRefused as exc:
                 box.outage.failed(str(exc), self.app.clock.now(), level=logging.ERROR,
                                   again=logging.DEBUG,
@@ -251,8 +251,8 @@ class Service:
         if self._sender is not None:
             self._sender.wake()
 
-    def _stop_after_message(self, box: Mailbox) -> bool:
-        """poll_once asks after every message: stop requested, or the lease lost?"""
+    def _stop_after_batch(self, box: Mailbox) -> bool:
+        """poll_once asks after every batch: stop requested, or the lease lost?"""
         if self._box_stopping(box):
             return True
         try:
@@ -448,11 +448,11 @@ class Service:
         return True
 
     def shutdown(self) -> None:
-        """Finish the message in hand, close connections, release leases (within ~8 s)."""
+        """Finish the batch in hand, close connections, release leases (within ~8 s)."""
         self._stop.set()
         deadline = time.monotonic() + STOP_GRACE
         if self._scheduler is not None:
-            # Running jobs end after their message in hand (they see the stop flag).
+            # Running jobs end after their batch in hand (they see the stop flag).
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         if self._lmtp is not None:

@@ -224,7 +224,7 @@ def _pending_uids(client: IMAPClient, spec: MailboxSpec, last_uid: int) -> list[
 def poll_once(app: App, intake: Intake, spec: MailboxSpec,
               client: IMAPClient | None = None,
               stop: Callable[[], bool] | None = None) -> PollReport:
-    """Poll one folder until it is empty; ``stop()`` returning True ends after a message."""
+    """Poll one folder until it is empty; ``stop()`` returning True ends after a batch."""
     report = PollReport(spec.key)
     owns = client is None
     client = client or connect(spec)
