@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -255,6 +255,22 @@ def _flush_outbox(app: App) -> None:
 SKIPPED_NAMED = 20  # files of a folder named one by one as skipped; the rest are counted
 
 
+def _chunks(raws: Iterable[Any], count: int = 50, size: int = 20 * 1024 * 1024
+            ) -> Iterator[list[Any]]:
+    """Messages in batches of at most ``count`` and about ``size`` bytes (one transaction
+    each, as IMAP batches are)."""
+    batch: list[Any] = []
+    total = 0
+    for raw in raws:
+        if batch and (len(batch) >= count or total + len(raw.data) > size):
+            yield batch
+            batch, total = [], 0
+        batch.append(raw)
+        total += len(raw.data)
+    if batch:
+        yield batch
+
+
 def cmd_ingest(app: App, args: argparse.Namespace) -> int:
     from daemon.intake import sources
 
@@ -274,23 +290,23 @@ def cmd_ingest(app: App, args: argparse.Namespace) -> int:
         if len(skipped) <= SKIPPED_NAMED:
             print(f"- skipped {path}: {why}", file=sys.stderr, flush=True)
 
-    for raw in sources.read(args.paths, skip):
+    for batch in _chunks(sources.read(args.paths, skip)):
         try:
-            result = intake.ingest(raw)
-        except TicketdError as exc:  # database down: this one was not handled
-            failures += 1
-            line = f"- failed {exc} ({raw.origin})"
-            action = "failed"
-        else:
-            line = json.dumps(result.as_dict(), ensure_ascii=False) if args.json else \
-                result.line()
-            action = result.action
-        counts[action] = counts.get(action, 0) + 1
-        if bar is not None:
-            bar.write(line)
-            bar.update(1)
-        else:
-            print(line, flush=True)
+            outcomes: list[tuple[str, str]] = []
+            for result in intake.ingest_batch(batch):
+                line = json.dumps(result.as_dict(), ensure_ascii=False) if args.json else \
+                    result.line()
+                outcomes.append((line, result.action))
+        except TicketdError as exc:  # database down: none of this batch was handled
+            failures += len(batch)
+            outcomes = [(f"- failed {exc} ({raw.origin})", "failed") for raw in batch]
+        for line, action in outcomes:
+            counts[action] = counts.get(action, 0) + 1
+            if bar is not None:
+                bar.write(line)
+                bar.update(1)
+            else:
+                print(line, flush=True)
     if bar is not None:
         bar.close()
     if len(skipped) > SKIPPED_NAMED:
@@ -479,6 +495,12 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     return service.run(app)
 
 
+def cmd_lmtp(app: App, args: argparse.Namespace) -> int:
+    from daemon import service
+
+    return service.run_lmtp(app)
+
+
 def cmd_status(app: App, args: argparse.Namespace) -> int:
     from daemon import status
 
@@ -576,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the daemon: poll (with IDLE), send, sweep").set_defaults(
         func=cmd_run)
+    sub.add_parser("lmtp", help="serve LMTP ([lmtp] host/port or socket) for the site's MTA, "
+                   "with the sender and the sweep; no IMAP").set_defaults(func=cmd_lmtp)
     p = sub.add_parser("status", help="polls, queues, tickets and SLA at a glance")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
@@ -635,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         cfg = configmod.load(args.config)
         # Only the daemon logs every event; one-shot commands print their own results.
-        _setup_logging(args.debug, cfg, quiet=args.command != "run")
+        _setup_logging(args.debug, cfg, quiet=args.command not in ("run", "lmtp"))
         app = App(cfg)
         try:
             return int(args.func(app, args))

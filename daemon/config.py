@@ -21,6 +21,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -169,7 +170,7 @@ class SupportConfig:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def own_addresses(self) -> frozenset[str]:
         return frozenset(a.lower() for a in (self.address, *self.aliases))
 
@@ -393,6 +394,16 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class LmtpConfig:
+    """Optional LMTP server: the site's MTA hands mail straight to ticketd (no IMAP delay)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = field(default=8024, metadata=spec(int_range(1, 65535)))
+    socket: str = field(default="", metadata=spec(path=True))  # Unix socket instead of a port
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="info", metadata=spec(one_of("debug", "info", "warning", "error")))
     format: str = field(default="text", metadata=spec(one_of("text", "json")))
@@ -412,6 +423,7 @@ class Config:
     templates: TemplatesConfig = TemplatesConfig()
     logging: LoggingConfig = LoggingConfig()
     http: HttpConfig = HttpConfig()
+    lmtp: LmtpConfig = LmtpConfig()
     sla: SlaConfig = SlaConfig()
     teams: tuple[TeamConfig, ...] = ()
     categories: tuple[CategoryConfig, ...] = ()
@@ -422,7 +434,7 @@ class Config:
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
 
-    @property
+    @cached_property
     def own_addresses(self) -> frozenset[str]:
         """Every address that is ours: the support address, aliases, each mailbox's address."""
         extra = {m.address.lower() for m in self.imap.mailboxes if m.address}

@@ -22,9 +22,9 @@ Why it is shaped this way:
   of ``mailbox:<key>`` polls or IDLEs that mailbox; the outbox is claimed row by row with
   ``FOR UPDATE SKIP LOCKED``; the sweep holds ``job:sla-sweep``. An instance that dies stops
   renewing, and another takes over when the lease expires (``[imap] lease_seconds``).
-* **Signals**: SIGTERM and SIGINT ask every loop to stop after the message in hand, then
-  connections close, leases are released, and :func:`run` returns 0. SIGHUP re-reads the
-  config file; a bad file is logged and the running config kept.
+* **Signals**: SIGTERM and SIGINT ask every loop to stop after the batch in hand (one
+  transaction), then connections close, leases are released, and :func:`run` returns 0.
+  SIGHUP re-reads the config file; a bad file is logged and the running config kept.
 * **Testable**: :class:`Service` works without threads too. :meth:`Service.run_until_idle`
   polls every mailbox, flushes and sweeps until a round brings nothing new (Mailman's
   ``make_testable_runner``); the daemon loop is the same steps on a schedule.
@@ -58,6 +58,7 @@ from daemon.errors import ConfigError, LoginRefused, TicketdError, TransientErro
 from daemon.httpd import HealthServer, HttpSettings, settings_from
 from daemon.intake import imap
 from daemon.intake.idle import IDLE_CHECK, IdleWorker
+from daemon.intake.lmtp import LmtpServer
 from daemon.intake.pipeline import Intake
 from daemon.logs import Outage
 from daemon.metrics import Metrics
@@ -138,8 +139,10 @@ class Service:
 
     def __init__(self, app: App, *, metrics: Metrics | None = None,
                  http: HttpSettings | None = None, transport: Transport | None = None,
-                 holder: str | None = None, idle_check: float = IDLE_CHECK) -> None:
+                 holder: str | None = None, idle_check: float = IDLE_CHECK,
+                 lmtp_only: bool = False) -> None:
         self.app = app
+        self.lmtp_only = lmtp_only   # `ticketd lmtp`: LMTP, sender and sweep; no mailboxes
         self.metrics = metrics or Metrics()
         self.http_settings = http if http is not None else settings_from(app)
         self.transport = transport
@@ -153,6 +156,7 @@ class Service:
         self._scheduler: BackgroundScheduler | None = None
         self._sender: Sender | None = None
         self._http: HealthServer | None = None
+        self._lmtp: LmtpServer | None = None
         self._sweep_keeper: leases.Keeper | None = None
         self._started = False
         root = logging.getLogger("ticketd")
@@ -225,7 +229,7 @@ class Service:
             started = time.monotonic()
             try:
                 report = imap.poll_once(self.app, box.intake, box.spec, client=client,
-                                        stop=lambda: self._stop_after_message(box))
+                                        stop=lambda: self._stop_after_batch(box))
             except LoginRefused as exc:
                 box.outage.failed(str(exc), self.app.clock.now(), level=logging.ERROR,
                                   again=logging.DEBUG,
@@ -249,8 +253,8 @@ class Service:
         if self._sender is not None:
             self._sender.wake()
 
-    def _stop_after_message(self, box: Mailbox) -> bool:
-        """poll_once asks after every message: stop requested, or the lease lost?"""
+    def _stop_after_batch(self, box: Mailbox) -> bool:
+        """poll_once asks after every batch: stop requested, or the lease lost?"""
         if self._box_stopping(box):
             return True
         try:
@@ -425,24 +429,37 @@ class Service:
         if self.http_settings is not None:
             self._http = HealthServer(self.http_settings, self.health, self.metrics)
             self._http.start()
-        self._start_mailboxes()
+        if self.lmtp_only or self.app.config.lmtp.enabled:
+            self._lmtp = LmtpServer(self.app, notifier=Notify(self.app),
+                                    on_delivered=self.on_new_mail)
+            try:
+                self._lmtp.start()
+            except ConfigError:
+                self._lmtp = None
+                raise
+        if not self.lmtp_only:
+            self._start_mailboxes()
         self._start_scheduler()
         templates.store(self.app).problems()  # logs each broken template and its fallback now
         self._started = True
-        names = ", ".join(b.label for b in self.boxes.values()) or "none (outbox and sweep only)"
+        names = ", ".join(b.label for b in self.boxes.values()) or (
+            "none (LMTP only)" if self.lmtp_only else "none (outbox and sweep only)")
         log.info("ticketd running as %s; mailboxes: %s; IDLE %s; poll every %d s",
                  self.holder, names, "on" if self.app.config.imap.idle else "off",
                  self.app.config.imap.poll_interval)
         return True
 
     def shutdown(self) -> None:
-        """Finish the message in hand, close connections, release leases (within ~8 s)."""
+        """Finish the batch in hand, close connections, release leases (within ~8 s)."""
         self._stop.set()
         deadline = time.monotonic() + STOP_GRACE
         if self._scheduler is not None:
-            # Running jobs end after their message in hand (they see the stop flag).
+            # Running jobs end after their batch in hand (they see the stop flag).
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self._lmtp is not None:
+            self._lmtp.stop()   # the message in hand commits (or rolls back) first
+            self._lmtp = None
         self._stop_mailboxes(deadline)
         if self._sender is not None:
             self._sender.wake()
@@ -570,3 +587,8 @@ def _one_line(exc: BaseException) -> str:
 def run(app: App) -> int:
     """`ticketd run`: serve until SIGTERM/SIGINT; 0 after a clean stop."""
     return Service(app).run()
+
+
+def run_lmtp(app: App) -> int:
+    """`ticketd lmtp`: the LMTP server with the sender and the sweep, no IMAP mailboxes."""
+    return Service(app, lmtp_only=True).run()

@@ -146,6 +146,9 @@ class Process:
     def _attachments(self, session: Session, message: Message | None) -> tuple[int, ...]:
         if message is None or message.id is None:
             return ()
+        if "attachments" in message.__dict__:  # loaded (intake just wrote them): no query
+            return tuple(sorted(a.id for a in message.attachments if a.skipped is None and
+                                a.content_type not in SIGNATURE_TYPES))
         return tuple(session.scalars(select(Attachment.id).where(
             Attachment.message_id == message.id, Attachment.skipped.is_(None),
             # signature parts are kept on the ticket but never passed on to anybody else

@@ -1,9 +1,11 @@
 """Polling one IMAP folder: fetch by UID, ingest, and only then move or flag.
 
-The order that makes intake lossless: ``BODY.PEEK[]`` (fetching never marks anything) ->
-:meth:`Intake.ingest` commits -> the message is moved to the processed folder (MOVE, or
-COPY + ``\\Deleted`` + UID EXPUNGE when the server lacks MOVE) or flagged ``\\Seen`` -> the
-cursor (UIDVALIDITY, last UID) is saved. A crash anywhere in between leaves the message where
+The order that makes intake lossless, per batch of up to ``batch_size`` messages:
+``BODY.PEEK[]`` (fetching never marks anything) -> :meth:`Intake.ingest_batch` commits the
+whole batch (one transaction, a savepoint per message) -> the batch's messages are moved to the
+processed folder (one MOVE, or COPY + ``\\Deleted`` + UID EXPUNGE when the server lacks MOVE)
+or flagged ``\\Seen``, and its quarantined ones to the quarantine folder -> the cursor
+(UIDVALIDITY, last UID) is saved. A crash anywhere in between leaves the message where
 the next poll finds it again, and deduplication turns the second sighting into "duplicate".
 Quarantined mail is moved to the quarantine folder, never deleted.
 
@@ -161,32 +163,43 @@ def _cursor(session: Session, key: str) -> MailboxCursor:
     return cursor
 
 
-def _ensure_folder(client: IMAPClient, folder: str) -> None:
+def _ensure_folder(client: IMAPClient, folder: str, known: set[str] | None = None) -> None:
+    """Create ``folder`` unless it exists; ``known`` remembers folders seen in this poll."""
+    if known is not None and folder in known:
+        return
     if not client.folder_exists(folder):
         client.create_folder(folder)
+    if known is not None:
+        known.add(folder)
 
 
-def _move(client: IMAPClient, uid: int, folder: str) -> None:
-    _ensure_folder(client, folder)
-    if client.has_capability("MOVE"):
-        client.move([uid], folder)
+def _move(client: IMAPClient, uids: list[int], folder: str,
+          known: set[str] | None = None) -> None:
+    if not uids:
         return
-    client.copy([uid], folder)
-    client.add_flags([uid], [b"\\Deleted"])
+    _ensure_folder(client, folder, known)
+    if client.has_capability("MOVE"):
+        client.move(uids, folder)
+        return
+    client.copy(uids, folder)
+    client.add_flags(uids, [b"\\Deleted"])
     if client.has_capability("UIDPLUS"):
-        client.uid_expunge([uid])
+        client.uid_expunge(uids)
     # Without UIDPLUS a plain EXPUNGE would also remove mail someone else marked \Deleted:
     # ours stays marked (and is skipped by the next search) until the server expunges it.
 
 
-def _settle(client: IMAPClient, spec: MailboxSpec, uid: int, result: IntakeResult) -> None:
-    """After the commit: put the message where it belongs. Nothing is deleted without a copy."""
-    if result.action == "quarantined":
-        _move(client, uid, spec.quarantine_folder)
-    elif spec.after_processing == "move":
-        _move(client, uid, spec.processed_folder)
-    else:
-        client.add_flags([uid], [b"\\Seen"])
+def _settle(client: IMAPClient, spec: MailboxSpec, settled: list[tuple[int, IntakeResult]],
+            known: set[str] | None = None) -> None:
+    """After the commit: put the batch's messages where they belong, one command per folder.
+    Nothing is deleted without a copy."""
+    quarantined = [uid for uid, r in settled if r.action == "quarantined"]
+    done = [uid for uid, r in settled if r.action != "quarantined"]
+    _move(client, quarantined, spec.quarantine_folder, known)
+    if spec.after_processing == "move":
+        _move(client, done, spec.processed_folder, known)
+    elif done:
+        client.add_flags(done, [b"\\Seen"])
 
 
 def _pending_uids(client: IMAPClient, spec: MailboxSpec, last_uid: int) -> list[int]:
@@ -202,7 +215,7 @@ def _pending_uids(client: IMAPClient, spec: MailboxSpec, last_uid: int) -> list[
 def poll_once(app: App, intake: Intake, spec: MailboxSpec,
               client: IMAPClient | None = None,
               stop: Callable[[], bool] | None = None) -> PollReport:
-    """Poll one folder until it is empty; ``stop()`` returning True ends after a message."""
+    """Poll one folder until it is empty; ``stop()`` returning True ends after a batch."""
     report = PollReport(spec.key)
     owns = client is None
     client = client or connect(spec)
@@ -256,22 +269,44 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
         cursor.last_poll_at = app.clock.now()
         last_uid = cursor.last_uid
     uids = _pending_uids(client, spec, last_uid)
-    for batch in _batches(client, uids, spec):
+    known: set[str] = set()
+    for taken, raws in _fetched(client, _batches(client, uids, spec), spec, uidvalidity):
+        if not _ingest(app, intake, spec, client, report, known, taken, raws, stop):
+            return
+
+
+def _fetched(client: IMAPClient, batches: Iterator[list[int]], spec: MailboxSpec,
+             uidvalidity: int) -> Iterator[tuple[list[int], list[RawMail]]]:
+    """Each batch's UIDs and raw messages (mail expunged meanwhile by others left out)."""
+    for batch in batches:
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        taken: list[int] = []
+        raws: list[RawMail] = []
         for uid in batch:
             data = fetched.pop(uid, {}).get(b"BODY[]")
             if data is None:  # expunged by someone else meanwhile
                 continue
-            raw = RawMail(bytes(data), f"imap:{spec.key};uidvalidity={uidvalidity};uid={uid}")
-            try:
-                result = intake.ingest(raw)
-            except TransientError:
-                log.error("%s uid %s: database unavailable; left in the folder", spec.key, uid)
-                raise
-            _settle(client, spec, uid, result)
-            report.results.append(result)
-            with db.transaction() as session:
-                cursor = _cursor(session, spec.key)
-                cursor.last_uid = max(cursor.last_uid, uid)
-            if stop is not None and stop():
-                return
+            taken.append(uid)
+            raws.append(RawMail(bytes(data),
+                                f"imap:{spec.key};uidvalidity={uidvalidity};uid={uid}"))
+        del fetched
+        if raws:
+            yield taken, raws
+
+
+def _ingest(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
+            report: PollReport, known: set[str], taken: list[int], raws: list[RawMail],
+            stop: Callable[[], bool] | None) -> bool:
+    """Commit one batch, then move it and save the cursor; False when told to stop."""
+    try:
+        results = intake.ingest_batch(raws)
+    except TransientError:
+        log.error("%s uids %s-%s: database unavailable; left in the folder", spec.key,
+                  taken[0], taken[-1])
+        raise
+    _settle(client, spec, list(zip(taken, results, strict=True)), known)
+    report.results.extend(results)
+    with app.db.transaction() as session:
+        cursor = _cursor(session, spec.key)
+        cursor.last_uid = max(cursor.last_uid, taken[-1])
+    return stop is None or not stop()

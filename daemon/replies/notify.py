@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from email.errors import MessageError
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon import tickets
@@ -36,8 +35,8 @@ from daemon.blobs import BlobStore
 from daemon.clock import format_time
 from daemon.errors import TemplateError
 from daemon.intents import MailIntent
-from daemon.models import Attachment, OutboxMail, Suppression, Ticket
-from daemon.replies import kinds, templates
+from daemon.models import Attachment, OutboxMail, Ticket
+from daemon.replies import brake, kinds, templates
 from daemon.replies.compose import OutgoingAttachment, compose, make_message_id
 from daemon.replies.outbox import enqueue
 
@@ -169,15 +168,11 @@ class Notify:
         address = address.lower()
         if address in cfg.own_addresses:
             return "it is our own address"
-        held = session.scalars(select(Suppression).where(
-            Suppression.address == address, Suppression.until > now)).first()
+        mailbox = normalize(address)
+        held, recent = brake.look(session, address, mailbox, now)
         if held is not None:
             return (f"it bounced permanently ({held.reason}); "
                     f"held until {format_time(held.until, cfg.support.zone)}")
-        mailbox = normalize(address)
-        recent = session.scalar(select(func.count()).select_from(OutboxMail).where(
-            OutboxMail.primary_recipient == mailbox, OutboxMail.automatic.is_(True),
-            OutboxMail.created_at > now - timedelta(hours=1))) or 0
         if recent >= cfg.mail.auto_reply_limit:
             return (f"loop brake: {recent} automatic mails to {mailbox} in the last hour "
                     f"(limit [mail] auto_reply_limit = {cfg.mail.auto_reply_limit})")

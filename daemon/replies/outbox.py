@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
-from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session, defer
 
 from daemon import tickets
 from daemon.addresses import normalize
@@ -47,6 +47,7 @@ from daemon.errors import (
 from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
 from daemon.outcomes import FlushReport
+from daemon.replies import brake
 from daemon.replies.compose import to_bytes
 from daemon.replies.transports import Transport, from_config
 
@@ -82,6 +83,8 @@ def enqueue(session: Session, *, ticket: Ticket | None, kind: str, msg: EmailMes
                      automatic=automatic, status="queued", attempts=0, next_attempt_at=at,
                      created_at=at)
     session.add(row)
+    if automatic:
+        brake.queued(session, row.primary_recipient)
     if ticket is not None:
         session.add(Message(
             ticket=ticket, direction="out", kind=kind, message_id=message_id,
@@ -133,7 +136,6 @@ class Claim:
     message_id: str
     sender: str
     recipients: list[str]
-    raw: bytes
     taken_from: str | None = None   # a claimer that died mid-send: this is a resend
     taken_until: datetime | None = None  # its claim's end, to restore when given back
 
@@ -141,12 +143,15 @@ class Claim:
 def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim]:
     now = app.clock.now()
     with app.ready_db().transaction() as session:
-        stmt = select(OutboxMail).where(_due(now, force)).order_by(OutboxMail.id).limit(limit)
+        # The bytes are read one mail at a time when it is sent (_raw): a batch of mails with
+        # 25 MB attachments must not sit in memory at once.
+        stmt = select(OutboxMail).options(defer(OutboxMail.raw)).where(
+            _due(now, force)).order_by(OutboxMail.id).limit(limit)
         if not app.db.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
         rows = list(session.scalars(stmt))
         if len(rows) < limit:
-            orphans = select(OutboxMail).where(
+            orphans = select(OutboxMail).options(defer(OutboxMail.raw)).where(
                 OutboxMail.status == "sending", OutboxMail.claimed_until >= now)
             if not app.db.is_sqlite:
                 orphans = orphans.with_for_update(skip_locked=True)
@@ -166,8 +171,15 @@ def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim
             row.claimed_until = now + timedelta(seconds=app.config.smtp.claim_seconds)
             row.attempts += 1
             claims.append(Claim(row.id, row.message_id, row.sender, list(row.recipients),
-                                row.raw, taken_from, taken_until))
+                                taken_from, taken_until))
         return claims
+
+
+def _raw(app: App, row_id: int) -> bytes:
+    """The bytes of one claimed mail, read just before it is sent."""
+    with app.db.transaction() as session:
+        return bytes(session.execute(select(OutboxMail.raw).where(
+            OutboxMail.id == row_id)).scalar_one())
 
 
 def _finish(app: App, row_id: int, *, error: Exception | None = None,
@@ -177,6 +189,17 @@ def _finish(app: App, row_id: int, *, error: Exception | None = None,
     counted (a dead worker's claim stays that worker's, so its resend is still noticed)."""
     now = app.clock.now()
     cfg = app.config.smtp
+    if error is None and release is None and not refused:
+        # The common case, one UPDATE: a backlog sends thousands of these.
+        with app.db.transaction() as session:
+            sent = session.execute(
+                update(OutboxMail).where(OutboxMail.id == row_id)
+                .values(status="sent", sent_at=now, last_error=None, claimed_by=None,
+                        claimed_until=None)
+                .returning(OutboxMail.kind, OutboxMail.message_id, OutboxMail.recipients)
+                .execution_options(synchronize_session=False)).one()
+        log.info("sent %s %s to %s", sent.kind, sent.message_id, ", ".join(sent.recipients))
+        return "sent"
     with app.db.transaction() as session:
         row = session.get(OutboxMail, row_id)
         assert row is not None
@@ -241,8 +264,9 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
             break
         with transport:
             for index, claim in enumerate(claimed):
+                raw = _raw(app, claim.id)  # the database, not this mail, if it fails
                 try:
-                    refused = transport.send(claim.sender, claim.recipients, claim.raw)
+                    refused = transport.send(claim.sender, claim.recipients, raw)
                 except (TransportUnavailable, ConfigError) as exc:
                     # The server or our configuration (a refused login, a password that
                     # cannot be read), not this mail: give the batch back untried.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -83,10 +83,10 @@ class CrashAfterCommit(Intake):
         super().__init__(app)
         self.server = server
 
-    def ingest(self, raw: RawMail) -> IntakeResult:
-        result = super().ingest(raw)
+    def ingest_batch(self, raws: Sequence[RawMail]) -> list[IntakeResult]:
+        results = super().ingest_batch(raws)
         self.server.stop()
-        return result
+        return results
 
 
 def test_restart_between_commit_and_move_records_once(imap_app: App, imap: Dovecot) -> None:

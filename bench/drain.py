@@ -1,0 +1,214 @@
+"""How fast does `ticketd poll --once` drain a backlog, next to the bare fetch-and-parse floor?
+
+Starts a throwaway Dovecot (the test server), generates the corpus (:mod:`bench.corpus`) and
+then, ``--rounds`` times, alternately:
+
+* **floor**: imapclient ``UID FETCH BODY.PEEK[]`` in batches of 50 + ``mailparser`` parse of
+  each message, nothing else (what any IMAP-to-ticket tool must at least do);
+* **ticketd**: ``python -m daemon poll --once`` as a subprocess on a fresh database (SQLite file
+  or a new PostgreSQL schema) with the file mail backend: every root a ticket, every
+  acceptance composed and written out as .eml before the command exits.
+
+Each run gets its own mailbox holding the whole corpus (appended before the clock starts), so
+both see the same bytes from the same server. Alternating runs in one process keeps the ratio
+honest on a machine that others load: the absolute numbers move, the ratio much less.
+
+    .venv/bin/python -m bench.drain --mails 1000 --rounds 3 --db sqlite
+    TICKETD_BENCH_PG=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python -m bench.drain --mails 1000 --rounds 3 --db postgresql
+    .venv/bin/python -m bench.drain --mails 300 --rounds 1 --profile /tmp/drain.html
+
+``--baseline DIR`` runs a second checkout of ticketd in every round too (before and after in
+one run: ``git archive <commit> | tar -x -C DIR``). ``--profile FILE`` runs the ticketd side
+under pyinstrument (``pip install -e '.[bench]'``) and writes its report (HTML, or text for a
+``.txt`` name). ``--big N`` puts N attachments of 10-25 MB into the corpus; the peak RSS of
+the ticketd process is printed for every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import mailparser
+from imapclient import IMAPClient
+from sqlalchemy import create_engine, text
+
+from bench.corpus import generate
+from tests.servers.dovecot import Dovecot
+
+REPO = Path(__file__).resolve().parents[1]
+# Runs `python -m daemon ARGS` and writes its peak RSS (VmHWM, KiB) to the file named first:
+# the rusage of a forked child would count the pages it shared with this big process.
+PEAK = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def peak():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(out, "w") as fh:
+        fh.write(kib)
+atexit.register(peak)
+sys.argv[0] = "daemon"
+runpy.run_module("daemon", run_name="__main__", alter_sys=True)
+"""
+PASSWORD = "bench-pass"
+BATCH = 50
+
+
+def floor(imap: Dovecot, user: str) -> int:
+    """Fetch and parse every message of the user's INBOX; the number parsed."""
+    client = IMAPClient(imap.host, port=imap.port, ssl=False, timeout=60)
+    client.login(user, PASSWORD)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        uids = sorted(client.search("ALL"))
+        done = 0
+        for start in range(0, len(uids), BATCH):
+            fetched = client.fetch(uids[start:start + BATCH], ["BODY.PEEK[]"])
+            for data in fetched.values():
+                mailparser.parse_from_bytes(bytes(data[b"BODY[]"]))
+                done += 1
+        return done
+    finally:
+        client.logout()
+
+
+def fill(imap: Dovecot, user: str, corpus: Iterable[bytes]) -> None:
+    with imap.client(user) as client:
+        for raw in corpus:
+            client.append("INBOX", raw)
+
+
+@contextmanager
+def database(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh, empty database URL for one ticketd run."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'tickets.db'}"
+        return
+    base = os.environ.get("TICKETD_BENCH_PG") or os.environ.get("TICKETD_TEST_DATABASE_URL")
+    if not base:
+        sys.exit("--db postgresql: set TICKETD_BENCH_PG to a PostgreSQL URL")
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        sep = "&" if "?" in base else "?"
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
+            repo: Path = REPO) -> tuple[float, float, int]:
+    """(seconds, peak RSS MiB, acceptance mails written) of one `poll --once`."""
+    with tempfile.TemporaryDirectory(prefix="drain-") as tmp, \
+            database(db_kind, Path(tmp)) as url:
+        folder = Path(tmp)
+        config = folder / "config.toml"
+        config.write_text(
+            '[support]\naddress = "support@corp.example"\nname = "Corp Support"\n'
+            f'[database]\nurl = "{url}"\n'
+            f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
+            f'username = "{user}"\npassword_env = "BENCH_IMAP_PW"\n'
+            f'[smtp]\nbackend = "file"\nfile_dir = "{folder / "out"}"\n'
+            '[[teams]]\nname = "ops"\nlabel_zh = "运维组"\nlabel_en = "Operations"\n'
+            'members = ["ops1@corp.example", "ops2@corp.example"]\n'
+            '[[teams]]\nname = "dev"\nlabel_zh = "开发组"\nlabel_en = "Development"\n'
+            'members = ["dev1@corp.example"]\n'
+            '[[teams]]\nname = "admins"\nlabel_zh = "系统管理员组"\nlabel_en = "Administrators"\n'
+            'members = ["adm1@corp.example"]\n', encoding="utf-8")
+        # Schema creation is setup, not drain: run it before the clock starts.
+        env = {**os.environ, "PYTHONPATH": str(repo), "BENCH_IMAP_PW": PASSWORD}
+        subprocess.run([sys.executable, "-m", "daemon", "--config", str(config), "db",
+                        "upgrade"], env=env, check=True, capture_output=True)
+        peak = folder / "peak"
+        command = [sys.executable, "-c", PEAK, str(peak), "--config", str(config), "poll",
+                   "--once"]
+        if profile is not None:
+            renderer = "text" if profile.suffix == ".txt" else "html"
+            command = [sys.executable, "-m", "pyinstrument", "-r", renderer, "-o", str(profile),
+                       "-m", "daemon", *command[4:]]
+        started = time.monotonic()
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.wait()
+        elapsed = time.monotonic() - started
+        if proc.returncode != 0:
+            sys.exit(f"ticketd poll --once failed ({proc.returncode}):\n"
+                     f"{err.decode(errors='replace')[-3000:]}")
+        written = len(list((folder / "out").glob("*.eml")))
+        rss = int(peak.read_text()) / 1024 if peak.exists() else float("nan")
+        return elapsed, rss, written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--big", type=int, default=0, help="attachments of 10-25 MB")
+    parser.add_argument("--profile", type=Path, help="pyinstrument report of ticketd")
+    parser.add_argument("--baseline", type=Path,
+                        help="another ticketd checkout (e.g. `git archive` of an older commit) "
+                             "run in every round too, between the floor and this one")
+    args = parser.parse_args()
+
+    def corpus() -> Iterator[bytes]:   # generated again for each mailbox, never all in memory
+        return generate(args.mails, big=args.big)
+
+    megabytes = sum(len(raw) for raw in corpus()) / 1e6
+    contenders = ([("baseline", args.baseline.resolve())] if args.baseline else []) + \
+        [("ticketd", REPO)]
+    per_round = 1 + len(contenders)
+    users = {f"run{n}": PASSWORD for n in range(per_round * args.rounds)}
+    print(f"corpus: {args.mails} mails, {megabytes:.1f} MB; database: {args.db}; "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
+    floors: list[float] = []
+    drains: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    with Dovecot(users) as imap:
+        for n in range(args.rounds):
+            boxes = [f"run{per_round * n + k}" for k in range(per_round)]
+            for box in boxes:
+                fill(imap, box, corpus())
+            started = time.monotonic()
+            parsed = floor(imap, boxes[0])
+            floors.append(time.monotonic() - started)
+            assert parsed == args.mails, parsed
+            line = [f"round {n + 1}: floor {floors[-1]:6.2f} s "
+                    f"({args.mails / floors[-1]:4.0f} msg/s)"]
+            for (name, repo), box in zip(contenders, boxes[1:], strict=True):
+                seconds, rss, written = ticketd(imap, box, args.db, args.profile, repo)
+                drains[name].append(seconds)
+                left = len(imap.folder_uids(box))
+                line.append(f"{name} {seconds:6.2f} s ({args.mails / seconds:4.0f} msg/s, "
+                            f"ratio {floors[-1] / seconds:.2f}, peak RSS {rss:.0f} MiB, "
+                            f"{written} mails written, {left} left)")
+            print(" | ".join(line), flush=True)
+    for name, times in drains.items():
+        ratios = [f / d for f, d in zip(floors, times, strict=True)]
+        print(f"median {name}: floor {args.mails / statistics.median(floors):.0f} msg/s, "
+              f"{name} {args.mails / statistics.median(times):.0f} msg/s, ratio "
+              f"{statistics.median(ratios):.2f} (each round's floor / its time)")
+    print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+          " MiB")
+
+
+if __name__ == "__main__":
+    main()
