@@ -311,6 +311,7 @@ def test_sigterm_mid_batch_exits_clean_and_loses_nothing(
     assert "stopping after the message in hand" in daemon.log()
 
     again = start_daemon(config)
+    again.wait_log("ticketd running as")  # its signal handlers are in place
     wait_until(lambda: count(app, IntakeRecord) >= total, 60, f"{total} intake results")
     smtp_server.wait_for(total, timeout=30)
     code, _ = again.terminate()
