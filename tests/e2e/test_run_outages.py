@@ -27,6 +27,7 @@ from daemon.replies.notify import Notify
 from daemon.service import Service
 from tests import messages
 from tests.conftest import make_config
+from tests.logcapture import records_of
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import SilentServer, SmtpSink
 
@@ -46,19 +47,8 @@ def imap(imap: Dovecot) -> Dovecot:
 @pytest.fixture
 def ticketd_log() -> Iterator[list[logging.LogRecord]]:
     """Everything the ``ticketd.*`` loggers say at INFO and above."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("ticketd")
-    handler, level = Keep(logging.INFO), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with records_of("ticketd", logging.INFO) as records:
+        yield records
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -37,6 +37,7 @@ from daemon.replies.notify import Notify
 from daemon.replies.transports import SmtpTransport
 from tests import messages
 from tests.conftest import make_config
+from tests.logcapture import records_of
 from tests.servers.smtp import SilentServer, SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,19 +141,8 @@ class CountingSmtp(SmtpTransport):
 @pytest.fixture
 def outbox_log() -> Iterator[list[logging.LogRecord]]:
     """Records of the ``ticketd.outbox`` logger (attached there: `ticketd` may not propagate)."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("ticketd.outbox")
-    handler, level = Keep(logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with records_of("ticketd.outbox", logging.DEBUG) as records:
+        yield records
 
 
 def queue_three(app: App) -> None:
