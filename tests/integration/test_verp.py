@@ -15,6 +15,7 @@ from sqlalchemy import select
 from daemon import verp
 from daemon.app import App
 from daemon.clock import FixedClock
+from daemon.explain import explain
 from daemon.intake import imap as imap_intake
 from daemon.intake.lmtp import LmtpServer
 from daemon.intake.pipeline import Intake
@@ -312,3 +313,15 @@ def test_lmtp_accepts_a_verp_address_as_ours(tmp_path: Path, database_url: str,
     finally:
         server.stop()
         app.close()
+
+
+def test_inspect_says_what_the_verp_address_proves(app_verp: App, smtp_server: SmtpSink) -> None:
+    message_id, copies = send_acceptance(app_verp, smtp_server)
+    real = delivered(messages.dsn(message_id, recipient=REQUESTER), copies[REQUESTER].mail_from)
+    verdict = explain(app_verp, real, origin="test").verdict
+    assert verdict.verp is not None and verdict.verp.startswith("came back to support+")
+    assert "; VERP: came back to" in verdict.line()
+    forged = delivered(messages.dsn(message_id, recipient=REQUESTER),
+                       tampered(copies[REQUESTER].mail_from))
+    assert "does not verify" in (explain(app_verp, forged, origin="test").verdict.verp or "")
+    assert held(app_verp) == []  # inspect changes nothing
