@@ -434,8 +434,8 @@ class Intake:
         found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text,
                                          now=mail.date or now)
         number = allocate(session, self.app.numbers, now)
-        own = self.app.config
-        cc = [a.email for a in (*mail.to, *mail.cc) if a.email and not own.is_own(a.email)]
+        is_own = self.app.config.is_own  # support+anything@ (a VERP address) too
+        cc = [a.email for a in (*mail.to, *mail.cc) if a.email and not is_own(a.email)]
         ticket = tickets.create(
             session, number=number, subject=mail.subject.strip() or "(no subject)",
             requester_name=mail.from_.name, requester_email=mail.from_.email, at=now, cc=cc,

@@ -11,7 +11,9 @@ accepted, a copy that failed is reported as that recipient refused (the mail cou
 the ticket records the refusal), as SMTP itself reports a recipient refused among accepted
 ones: retrying the whole mail would send the accepted copies twice. A server that cannot be
 reached or refuses our login (``TransportUnavailable``, ``LoginRefused``) is raised at once,
-as before: the outbox gives the mail back untried.
+as before: the outbox gives the mail back untried. (Should that happen between two copies,
+after a dropped connection, the copies already accepted go again later with the same
+Message-ID: a duplicate the recipient's client shows once, rather than a lost copy.)
 """
 
 from __future__ import annotations
