@@ -108,6 +108,7 @@ class Verdict:
     linked_number: str | None = None
     bounced_message_id: str | None = None
     forged: str | None = None   # a trusted server says the From is forged (dmarc=fail)
+    verp: str | None = None     # a bounce to a VERP address: what its tag proves, and why
 
     def __post_init__(self) -> None:
         if self.action not in VERDICTS:
@@ -142,6 +143,8 @@ class Verdict:
                      "bounce (the outgoing message it concerns is not named)")
             text_ += f" of ticket {self.number}" if self.number else " (no ticket found)"
             text_ += f", by rule {self.rule}: {self.reason}"
+            if self.verp:
+                text_ += f"; VERP: {self.verp}"
         else:
             text_ = f"quarantined: {self.reason}"
         if self.forged:
@@ -155,7 +158,7 @@ class Verdict:
                 "participant": self.participant, "trusted": self.trusted,
                 "linked_number": self.linked_number,
                 "bounced_message_id": self.bounced_message_id, "forged": self.forged,
-                "intake_action": self.intake_action}
+                "verp": self.verp, "intake_action": self.intake_action}
 
 
 @dataclass(frozen=True)
@@ -469,7 +472,7 @@ def _from_decision(session: Session, app: App, mail: ParsedMail,
             decision.action, number=decision.related_number, rule=hit.rule, reason=hit.reason,
             header=hit.header, kind=hit.kind,
             bounced_message_id=decision.bounced_message_id if decision.action == "bounce"
-            else None))
+            else None, verp=decision.verp.reason if decision.verp else None))
     thread = decision.verdict
     assert thread is not None
     if decision.action == "follow-up" and thread.ticket_id is not None:

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from daemon.states import PRIORITIES, Status
+from daemon.verp import new_key as new_verp_key
 
 # Every constraint and index gets a predictable name, so migrations (SQLite batch mode
 # included) can address them.
@@ -286,6 +287,9 @@ class OutboxMail(Base):
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # The key of this mail's VERP tags (daemon/verp.py): random, never sent; NULL for rows
+    # queued before migration 0005 (they go out with the plain support address).
+    verp_key: Mapped[str | None] = mapped_column(String(32), default=new_verp_key)
 
 
 class Lease(Base):

@@ -47,7 +47,7 @@ from daemon.errors import (
 from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
 from daemon.outcomes import FlushReport
-from daemon.replies import brake
+from daemon.replies import brake, envelopes
 from daemon.replies.compose import to_bytes
 from daemon.replies.transports import Transport, from_config
 
@@ -138,6 +138,7 @@ class Claim:
     recipients: list[str]
     taken_from: str | None = None   # a claimer that died mid-send: this is a resend
     taken_until: datetime | None = None  # its claim's end, to restore when given back
+    verp_key: str | None = None          # the key of its VERP tags (replies/envelopes.py)
 
 
 def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim]:
@@ -171,7 +172,7 @@ def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim
             row.claimed_until = now + timedelta(seconds=app.config.smtp.claim_seconds)
             row.attempts += 1
             claims.append(Claim(row.id, row.message_id, row.sender, list(row.recipients),
-                                taken_from, taken_until))
+                                taken_from, taken_until, row.verp_key))
         return claims
 
 
@@ -180,6 +181,13 @@ def _raw(app: App, row_id: int) -> bytes:
     with app.db.transaction() as session:
         return bytes(session.execute(select(OutboxMail.raw).where(
             OutboxMail.id == row_id)).scalar_one())
+
+
+def _send(app: App, transport: Transport, claim: Claim, raw: bytes) -> dict[str, str]:
+    """Send one mail in its envelopes (one, or one per recipient with ``[mail] verp``)."""
+    return envelopes.send(transport, envelopes.envelopes(
+        app.config, outbox_id=claim.id, sender=claim.sender, recipients=claim.recipients,
+        verp_key=claim.verp_key), raw)
 
 
 def _finish(app: App, row_id: int, *, error: Exception | None = None,
@@ -266,7 +274,7 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
             for index, claim in enumerate(claimed):
                 raw = _raw(app, claim.id)  # the database, not this mail, if it fails
                 try:
-                    refused = transport.send(claim.sender, claim.recipients, raw)
+                    refused = _send(app, transport, claim, raw)
                 except (TransportUnavailable, ConfigError) as exc:
                     # The server or our configuration (a refused login, a password that
                     # cannot be read), not this mail: give the batch back untried.
