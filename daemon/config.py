@@ -309,6 +309,11 @@ class MailConfig:
     # The same for a whole sender domain; 0 (the default): no limit, since most requesters
     # usually share the company's own domain.
     max_new_tickets_per_domain_hour: int = field(default=0, metadata=spec(int_range(0)))
+    # Body text read from one incoming mail (decoded bytes, all text parts together); the
+    # rest is cut at a line end and the cut listed in the mail's defects. The raw mail is
+    # kept whole.
+    max_body_bytes: int = field(default=1024 * 1024,
+                                metadata=spec(int_range(4096, 64 * 1024 * 1024)))
 
 
 @dataclass(frozen=True)
