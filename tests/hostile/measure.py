@@ -33,13 +33,15 @@ class Measured:
         return self.peak_rss / MIB
 
 
-def write_site(folder: Path, database_url: str) -> Path:
-    """A config.toml for the child: the given database, attachments and outbox in ``folder``."""
+def write_site(folder: Path, database_url: str, max_attachment_bytes: int = 40 * MIB) -> Path:
+    """A config.toml for the child: the given database, attachments and outbox in ``folder``
+    (one attachment may be ``max_attachment_bytes``)."""
     config = folder / "config.toml"
     config.write_text(
         '[support]\naddress = "support@corp.example"\nname = "Corp Support"\n'
         f'[database]\nurl = "{database_url}"\n'
         f'[attachments]\ndir = "{folder / "attachments"}"\n'
+        f'max_bytes = {max_attachment_bytes}\n'
         f'[smtp]\nbackend = "file"\nfile_dir = "{folder / "outbox"}"\n',
         encoding="utf-8")
     return config
