@@ -315,6 +315,11 @@ class MailConfig:
     # recipient unforgeably (daemon/verp.py); a bounce that comes back to it holds exactly that
     # recipient. Off: the envelope sender is the support address.
     verp: bool = False
+    # Body text read from one incoming mail (decoded bytes, all text parts together); the
+    # rest is cut at a line end and the cut listed in the mail's defects. The raw mail is
+    # kept whole.
+    max_body_bytes: int = field(default=1024 * 1024,
+                                metadata=spec(int_range(4096, 64 * 1024 * 1024)))
 
 
 @dataclass(frozen=True)

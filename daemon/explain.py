@@ -52,6 +52,7 @@ from daemon.errors import ConfigError, Quarantine
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail, is_signature
 from daemon.intake.pipeline import Decision, content_hash, decide, judge_trust
+from daemon.intake.spill import reading_for
 from daemon.models import Base, IntakeRecord, Ticket
 
 __all__ = [
@@ -559,7 +560,7 @@ def explain(app: App, raw: bytes, *, origin: str) -> Explanation:
     mail: ParsedMail | None = None
     reason = ""
     try:
-        mail = parse(raw)
+        mail = parse(raw, reading_for(app.config))  # as intake reads it; stores nothing
     except Quarantine as exc:
         reason = exc.reason
     except Exception as exc:  # as intake: a parser crash quarantines the mail

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,9 +39,10 @@ from daemon.commands import mail as handler_mail
 from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
 from daemon.intake import envelope, limits, rules, trust
-from daemon.intake.parse import parse
+from daemon.intake.parse import Reading, parse
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.sources import RawMail
+from daemon.intake.spill import reading_for
 from daemon.intake.threader import ThreadVerdict, bounded, thread
 from daemon.intake.trust import Proof
 from daemon.intents import MailIntent
@@ -93,14 +95,36 @@ class Notifier(Protocol):
 
 def content_hash(raw: bytes) -> str:
     """sha256 of the message with line endings normalised (IMAP CRLF vs. file LF)."""
-    return hashlib.sha256(raw.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
+    return _normalised_sha256(raw, 0)
 
 
 def body_hash(raw: bytes) -> str:
     """sha256 of the body alone: the same mail seen in two folders differs only in headers."""
-    normalised = raw.replace(b"\r\n", b"\n")
-    _, _, body = normalised.partition(b"\n\n")
-    return hashlib.sha256(body.rstrip(b"\n")).hexdigest()
+    # The body starts after the first LF LF of the normalised bytes: LF, optional CR, LF.
+    found = _BLANK_LINE.search(raw)
+    return _normalised_sha256(raw, found.end() if found else len(raw))
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_HASH_CHUNK = 1024 * 1024
+
+
+def _normalised_sha256(raw: bytes, start: int) -> str:
+    """sha256 of ``raw[start:]`` with CRLF as LF and trailing LFs dropped, in chunks: a 50 MB
+    mail is hashed without the two or three whole copies ``replace`` and ``rstrip`` made."""
+    digest = hashlib.sha256()
+    view = memoryview(raw)
+    end = len(raw)
+    while end > start and raw[end - 1] == 0x0A:  # trailing line ends (LF or CRLF)
+        end -= 2 if end - 2 >= start and raw[end - 2] == 0x0D else 1
+    at = start
+    while at < end:
+        cut = min(at + _HASH_CHUNK, end)
+        if cut < end and raw[cut - 1] == 0x0D and raw[cut] == 0x0A:
+            cut += 1  # never split a CRLF
+        digest.update(bytes(view[at:cut]).replace(b"\r\n", b"\n"))
+        at = cut
+    return digest.hexdigest()
 
 
 _RULE_CONTEXTS: dict[int, tuple[object, rules.RuleContext]] = {}
@@ -297,7 +321,8 @@ class Intake:
         stays where it was, to be tried again.
         """
         db = self.app.ready_db()
-        mails = [parse_or_reason(raw) for raw in raws]
+        reading = reading_for(self.app.config, self._blobs)
+        mails = [parse_or_reason(raw, reading) for raw in raws]
         results: list[IntakeResult] = []
         try:
             with db.transaction() as session:
@@ -492,9 +517,13 @@ class Intake:
             elif total + part.size > limits.max_message_bytes:
                 skipped = (f"message total over [attachments] max_message_bytes "
                            f"({total + part.size} > {limits.max_message_bytes})")
-            else:
+            elif part.streamed is None:
                 self._blobs.put(part.payload, part.sha256)
                 total += part.size
+            elif part.streamed.kept and part.sha256 in self._blobs:
+                total += part.size  # streamed to the store while the mail was read
+            else:
+                skipped = "not kept by the attachment store while the mail was read"
             stored.append(Attachment(
                 filename=part.filename, safe_filename=part.safe_filename,
                 content_type=part.content_type, size=part.size, sha256=part.sha256,
@@ -631,10 +660,10 @@ class Intake:
         return IntakeResult("quarantined", reason=reason, message_id=message_id)
 
 
-def parse_or_reason(raw: RawMail) -> ParsedMail | str:
+def parse_or_reason(raw: RawMail, reading: Reading | None = None) -> ParsedMail | str:
     """The parsed mail, or why it must be quarantined (the parser never takes intake down)."""
     try:
-        return parse(raw.data)
+        return parse(raw.data, reading)
     except Quarantine as exc:
         return exc.reason
     except Exception as exc:
