@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from bench.corpus import generate
 from bench.drain import database
@@ -67,6 +68,12 @@ def main() -> None:
             kinds[" ".join(w.rstrip("0123456789") for w in words)] += 1
 
         event.listen(app.db.engine, "before_cursor_execute", count)
+        flushes: list[int] = []
+
+        def flushed(*_args: Any) -> None:
+            flushes.append(1)
+
+        event.listen(Session, "after_flush", flushed)
         parse_cpu = 0.0
         started = time.process_time()
         for start in range(0, len(raws), BATCH):
@@ -81,7 +88,7 @@ def main() -> None:
         n = len(raws)
         print(f"{args.db}: {n} mails; parse {parse_cpu / n * 1000:.2f} ms/msg, intake "
               f"{(total - 2 * parse_cpu) / n * 1000:.2f} ms/msg (CPU, parse excluded); "
-              f"{statements / n:.1f} statements/msg")
+              f"{statements / n:.1f} statements/msg, {len(flushes) / n:.1f} flushes/msg")
         if args.kinds:
             for kind, k in kinds.most_common(25):
                 print(f"{k / n:7.2f}  {kind}")

@@ -454,6 +454,7 @@ class Intake:
             requester_name=mail.from_.name, requester_email=mail.from_.email, at=now, cc=cc,
             language=mail.language, priority=found.priority, category=found.category,
             team=self.default_team or found.team, fields=found.fields, mailbox=self.origin_mailbox,
+            write_now=False,
             detail=f"ticket opened by mail from {mail.from_.email}; category {found.category} "
                    f"({found.why}), priority {found.priority}")
         budget.counted(session, ticket.requester_email, ticket.created_at)
