@@ -279,17 +279,26 @@ class Intake:
         """One message: :meth:`ingest_batch` of one."""
         return self.ingest_batch([raw])[0]
 
-    def ingest_batch(self, raws: Sequence[RawMail]) -> list[IntakeResult]:
+    def parse_all(self, raws: Sequence[RawMail]) -> list[ParsedMail | str]:
+        """Parse each message; a message that cannot be parsed gives the quarantine reason.
+
+        Pure (it reads and writes nothing), so a worker process may run it
+        (:mod:`daemon.intake.parsing`) while this process writes the previous batch.
+        """
+        return [parse_or_reason(raw) for raw in raws]
+
+    def ingest_batch(self, raws: Sequence[RawMail],
+                     parsed: Sequence[ParsedMail | str] | None = None) -> list[IntakeResult]:
         """Many messages in ONE transaction, each inside its own SAVEPOINT.
 
         A message that fails rolls back only its savepoint and is quarantined inside the
         same transaction; the others go on. Nothing is visible (and so nothing may be moved
         on the IMAP server) before the whole batch commits. When the database is unreachable
         the batch raises :class:`TransientError` and nothing of it is kept: every message
-        stays where it was, to be tried again.
+        stays where it was, to be tried again. ``parsed``: :meth:`parse_all` already done.
         """
         db = self.app.ready_db()
-        mails = [parse_or_reason(raw) for raw in raws]
+        mails = list(parsed) if parsed is not None else self.parse_all(raws)
         results: list[IntakeResult] = []
         try:
             with db.transaction() as session:
