@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -120,6 +120,15 @@ def rule_context(app: App) -> rules.RuleContext:
     return context
 
 
+# Both dedup questions about a Message-ID in one statement, built once (its compiled form is
+# cached): a new mail, the common case, costs one round trip.
+_SEEN_OR_OURS = select(
+    select(IntakeRecord.id).where(IntakeRecord.dedup_key == bindparam("key"))
+    .limit(1).scalar_subquery(),
+    select(Message.id).where(Message.dedup_key == bindparam("key"), Message.direction == "out")
+    .limit(1).scalar_subquery())
+
+
 def _dedup(session: Session, mail: ParsedMail, digest: str,
            body: str) -> tuple[str, IntakeRecord | None]:
     """(dedup key, the record of the earlier sighting if this mail was seen before).
@@ -130,13 +139,7 @@ def _dedup(session: Session, mail: ParsedMail, digest: str,
     """
     hash_key = f"sha256:{digest}"
     if mail.message_id:
-        # both questions in one statement: a new mail (the common case) costs one round trip
-        seen_id, ours = session.execute(select(
-            select(IntakeRecord.id).where(IntakeRecord.dedup_key == mail.message_id)
-            .limit(1).scalar_subquery(),
-            select(Message.id).where(Message.dedup_key == mail.message_id,
-                                     Message.direction == "out").limit(1).scalar_subquery(),
-        )).one()
+        seen_id, ours = session.execute(_SEEN_OR_OURS, {"key": mail.message_id}).one()
         seen = session.get(IntakeRecord, seen_id) if seen_id is not None else None
         if seen is None and ours is None:
             return mail.message_id, None
