@@ -137,6 +137,11 @@ def counted(session: Session, requester_email: str, created_at: datetime) -> Non
         _add(counts, requester_email, created_at)
 
 
+def forget(session: Session) -> None:
+    """Drop the batch's counts: every question is asked with its own query."""
+    session.info.pop(_KEY, None)
+
+
 @event.listens_for(Session, "after_soft_rollback")
 def _after_rollback(session: Session, _previous: Any) -> None:
     counts: _Counts | None = session.info.get(_KEY)

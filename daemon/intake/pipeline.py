@@ -322,9 +322,28 @@ class Intake:
 
     def _prime(self, session: Session, mails: Sequence[ParsedMail]) -> None:
         """Answer the batch's per-address questions (the loop brake, the new-ticket budget)
-        with one grouped query each, instead of one query per message."""
+        with one grouped query each, instead of one query per message. In its own savepoint:
+        if the database refuses those queries, the batch goes on unprimed (one query per
+        message, as before); only a lost connection or a lock stops it."""
         if not mails:
             return
+        try:
+            with session.begin_nested():
+                self._ask_batch(session, mails)
+        except OperationalError as exc:
+            if is_transient(exc):   # a lost connection: the batch is tried again later
+                raise TransientError(f"database unavailable: {exc.orig}") from exc
+            self._unprimed(session, exc)
+        except SQLAlchemyError as exc:
+            self._unprimed(session, exc)
+
+    @staticmethod
+    def _unprimed(session: Session, exc: SQLAlchemyError) -> None:
+        budget.forget(session)
+        brake.forget(session, primed=True)
+        log.warning("batch answers not primed, asking per message: %s", exc)
+
+    def _ask_batch(self, session: Session, mails: Sequence[ParsedMail]) -> None:
         now = self.app.clock.now()
         cfg = self.app.config.mail
         senders = [m.from_.email for m in mails if m.from_ is not None and m.from_.email]

@@ -135,9 +135,12 @@ def queued(session: Session, mailbox: str) -> None:
         memory.counts[mailbox] += 1
 
 
-def forget(session: Session) -> None:
-    """Something the brake depends on changed in this transaction (a new suppression)."""
+def forget(session: Session, *, primed: bool = False) -> None:
+    """Something the brake depends on changed in this transaction (a new suppression);
+    ``primed``: also forget which addresses the batch primed (they are asked one by one)."""
     session.info.pop(_KEY, None)
+    if primed:
+        session.info.pop(_PRIMED, None)
 
 
 @event.listens_for(Session, "after_soft_rollback")

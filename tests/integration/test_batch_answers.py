@@ -11,11 +11,13 @@ limit inside the batch, an address held after a bounce, and an unparseable messa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from daemon import tickets
@@ -107,3 +109,23 @@ def test_batch_answers_equal_one_query_per_message(limited: App, clock: FixedClo
     # the answers changed during the batch, so equality was tested on moving counts
     assert len({str(b) for w, b, _ in intake.answers if w == "budget a@x.example"}) > 1
     assert len({str(b) for w, b, _ in intake.answers if w == "brake c@x.example"}) > 1
+
+
+class Refused(Intake):
+    """Intake whose batch-wide queries the database refuses (a real error from the server)."""
+
+    def _ask_batch(self, session: Session, mails: Sequence[ParsedMail]) -> None:
+        super()._ask_batch(session, mails)
+        session.execute(text("SELECT no_such_column FROM tickets"))
+
+
+def test_a_refused_batch_query_leaves_the_batch_to_per_message_answers(
+        limited: App, caplog: pytest.LogCaptureFixture) -> None:
+    batch = [mail(subject="one", sender="p@x.example"), mail(subject="two", sender="p@x.example"),
+             mail(subject="three", sender="p+2@x.example")]
+    with caplog.at_level(logging.WARNING, logger="ticketd.intake"):
+        results = Refused(limited, notifier=Notify(limited)).ingest_batch(
+            [RawMail(raw, f"test:{n}") for n, raw in enumerate(batch)])
+    assert [r.action for r in results] == ["created", "created", "quarantined"]
+    assert "rate limit: 2 new tickets from p@x.example" in (results[2].reason or "")
+    assert any("batch answers not primed" in r.getMessage() for r in caplog.records)
