@@ -114,8 +114,8 @@ def database(kind: str, folder: Path) -> Iterator[str]:
 
 
 def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
-            repo: Path = REPO) -> tuple[float, float, int]:
-    """(seconds, peak RSS MiB, acceptance mails written) of one `poll --once`."""
+            repo: Path = REPO) -> tuple[float, float, int, float]:
+    """(seconds, peak RSS MiB, acceptance mails written, CPU seconds) of one `poll --once`."""
     with tempfile.TemporaryDirectory(prefix="drain-") as tmp, \
             database(db_kind, Path(tmp)) as url:
         folder = Path(tmp)
@@ -148,14 +148,16 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
                                 stderr=subprocess.PIPE)
         assert proc.stderr is not None
         err = proc.stderr.read()
-        proc.wait()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.monotonic() - started
+        cpu = usage.ru_utime + usage.ru_stime
         if proc.returncode != 0:
             sys.exit(f"ticketd poll --once failed ({proc.returncode}):\n"
                      f"{err.decode(errors='replace')[-3000:]}")
         written = len(list((folder / "out").glob("*.eml")))
         rss = int(peak.read_text()) / 1024 if peak.exists() else float("nan")
-        return elapsed, rss, written
+        return elapsed, rss, written, cpu
 
 
 def main() -> None:
@@ -182,30 +184,41 @@ def main() -> None:
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
     floors: list[float] = []
     drains: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    # CPU seconds of the floor (this process) and of each poll --once (its own rusage): the
+    # ratio of these moves less than the wall-clock ratio when other work loads the machine
+    floor_cpus: list[float] = []
+    cpus: dict[str, list[float]] = {name: [] for name, _ in contenders}
     with Dovecot(users) as imap:
         for n in range(args.rounds):
             boxes = [f"run{per_round * n + k}" for k in range(per_round)]
             for box in boxes:
                 fill(imap, box, corpus())
-            started = time.monotonic()
+            started, cpu_started = time.monotonic(), time.process_time()
             parsed = floor(imap, boxes[0])
             floors.append(time.monotonic() - started)
+            floor_cpu = time.process_time() - cpu_started
+            floor_cpus.append(floor_cpu)
             assert parsed == args.mails, parsed
             line = [f"round {n + 1}: floor {floors[-1]:6.2f} s "
-                    f"({args.mails / floors[-1]:4.0f} msg/s)"]
+                    f"({args.mails / floors[-1]:4.0f} msg/s, CPU {floor_cpu:5.2f} s)"]
             for (name, repo), box in zip(contenders, boxes[1:], strict=True):
-                seconds, rss, written = ticketd(imap, box, args.db, args.profile, repo)
+                seconds, rss, written, cpu = ticketd(imap, box, args.db, args.profile, repo)
                 drains[name].append(seconds)
+                cpus[name].append(cpu)
                 left = len(imap.folder_uids(box))
                 line.append(f"{name} {seconds:6.2f} s ({args.mails / seconds:4.0f} msg/s, "
-                            f"ratio {floors[-1] / seconds:.2f}, peak RSS {rss:.0f} MiB, "
+                            f"ratio {floors[-1] / seconds:.2f}, CPU {cpu:5.2f} s, "
+                            f"CPU ratio {floor_cpu / cpu:.2f}, peak RSS {rss:.0f} MiB, "
                             f"{written} mails written, {left} left)")
             print(" | ".join(line), flush=True)
     for name, times in drains.items():
         ratios = [f / d for f, d in zip(floors, times, strict=True)]
+        cpu_ratios = [f / c for f, c in zip(floor_cpus, cpus[name], strict=True)]
         print(f"median {name}: floor {args.mails / statistics.median(floors):.0f} msg/s, "
               f"{name} {args.mails / statistics.median(times):.0f} msg/s, ratio "
-              f"{statistics.median(ratios):.2f} (each round's floor / its time)")
+              f"{statistics.median(ratios):.2f} (each round's floor / its time); CPU "
+              f"{statistics.median(cpus[name]):.2f} s, CPU ratio "
+              f"{statistics.median(cpu_ratios):.2f}")
     print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
           " MiB")
 

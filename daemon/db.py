@@ -9,6 +9,8 @@ used as is. Migrations are alembic scripts shipped inside the package (``daemon/
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.errors import ConfigError, TransientError
@@ -158,9 +160,14 @@ MIGRATION_LOCK = 0x7469636B  # "tick": the advisory lock that serialises schema 
 def upgrade(db: Database) -> None:
     """Create or migrate the schema to the newest revision (idempotent).
 
-    On PostgreSQL a session advisory lock makes instances that start together on an empty
-    schema take turns instead of racing; SQLite's write lock does the same by itself.
+    A database already at the newest revision (every start but the first after an upgrade
+    of ticketd) costs one SELECT: alembic and the migration environment are loaded only when
+    there is something to do. On PostgreSQL a session advisory lock makes instances that start
+    together on an empty schema take turns instead of racing; SQLite's write lock does the
+    same by itself.
     """
+    if is_current(db):
+        return
     from alembic import command
 
     try:
@@ -176,6 +183,47 @@ def upgrade(db: Database) -> None:
                 conn.commit()
     except OperationalError as exc:
         raise TransientError(f"database: cannot upgrade schema: {exc.orig}") from exc
+
+
+_REVISION_LINE = re.compile(
+    r"""^(down_revision|revision)\s*(?::[^=\n]*)?=\s*(?:"([^"]*)"|'([^']*)'|None)\s*$""",
+    re.MULTILINE)
+
+
+@functools.cache
+def head_from_files() -> str | None:
+    """The newest revision, read from the migration files' text without importing alembic:
+    the one revision no other file names as its ``down_revision``. None when the files do
+    not say it plainly (several heads, a computed value): :func:`upgrade` then asks alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = {m.group(1): m.group(2) or m.group(3)
+                 for m in _REVISION_LINE.finditer(path.read_text(encoding="utf-8"))}
+        if "revision" not in found:
+            continue
+        if found["revision"] is None:
+            return None
+        revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def is_current(db: Database) -> bool:
+    """Is the schema at the newest revision? One SELECT of ``alembic_version``; False when it
+    cannot tell (no such table yet, an unreachable database: the upgrade reports that)."""
+    head = head_from_files()
+    if head is None:
+        return False
+    try:
+        with db.engine.connect() as conn:
+            stored = [row[0] for row in conn.exec_driver_sql(
+                "SELECT version_num FROM alembic_version")]
+    except SQLAlchemyError:
+        return False
+    return stored == [head]
 
 
 def current_revision(db: Database) -> str | None:

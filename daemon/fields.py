@@ -22,6 +22,7 @@ looks and strict in *what* it accepts:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -261,16 +262,31 @@ def word_pattern(word: str) -> str:
 
 
 def find_system(text: str, systems: Iterable[System]) -> tuple[str, str] | None:
-    """The system named first in ``text``: (its name, the words that named it)."""
-    best: tuple[int, int, str, str] | None = None
-    for system in systems:
-        for word in system.words():
-            if match := re.search(word_pattern(word), text, re.IGNORECASE):
-                # Earliest mention wins; at one place the longer word ("OA审批" over "OA").
-                rank = (match.start(), -len(word), system.name, match.group(0))
-                if best is None or rank < best:
-                    best = rank
-    return (best[2], best[3]) if best else None
+    """The system named first in ``text``: (its name, the words that named it).
+
+    Earliest mention wins; at one place the longer word ("OA审批" over "OA"), then the system
+    whose name sorts first. One scan of ``text`` with :func:`_system_matcher`'s regex."""
+    matcher, names = _system_matcher(tuple(systems))
+    if matcher is None:
+        return None
+    match = matcher.search(text)
+    if match is None or match.lastindex is None:
+        return None
+    return names[match.lastindex - 1], match.group(0)
+
+
+@functools.lru_cache(maxsize=32)
+def _system_matcher(systems: tuple[System, ...]) -> tuple[re.Pattern[str] | None,
+                                                          tuple[str, ...]]:
+    """One regex naming every word of ``systems``, one group per (word, system), longest word
+    first, then by system name: at the first place any word matches, the regex takes the
+    alternative the ranking picks. Built once per configured tuple of systems."""
+    entries = sorted({(-len(word), system.name, word) for system in systems
+                      for word in system.words()})
+    if not entries:
+        return None, ()
+    pattern = "|".join(f"({word_pattern(word)})" for _, _, word in entries)
+    return re.compile(pattern, re.IGNORECASE), tuple(name for _, name, _ in entries)
 
 
 _NUMBER = r"(?:\d+|[一二两三四五六七八九十几百千]+)"

@@ -59,8 +59,12 @@ def create(
     mailbox: str | None = None,
     actor: str | None = None,
     detail: str = "",
+    write_now: bool = True,
 ) -> Ticket:
-    """Open a ticket and log its creation with every initial value."""
+    """Open a ticket and log its creation with every initial value.
+
+    ``write_now=False`` leaves the INSERT to the caller's next flush (no id until then):
+    intake writes the ticket together with its first message, one flush instead of two."""
     ticket = Ticket(
         number=number, subject=subject, status="new", priority=priority, category=category,
         team=team, requester_name=requester_name, requester_email=requester_email.lower(),
@@ -68,7 +72,8 @@ def create(
         language=language, mailbox=mailbox, created_at=at, updated_at=at,
     )
     session.add(ticket)
-    session.flush()
+    if write_now:
+        session.flush()
     record(session, ticket, at=at, actor=actor or requester_email.lower(), action="created",
            detail=detail or f"ticket opened by mail from {requester_email.lower()}",
            after={"status": "new", "priority": priority, "category": category, "team": team})

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from daemon.app import App
 from daemon.config import ImapConfig, Secret
 from daemon.errors import LoginRefused, MailboxRefused, MailboxUnavailable, TransientError
+from daemon.intake.parsing import WORTH_A_WORKER, ParseAhead, Pending
 from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor
@@ -270,9 +271,28 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
         last_uid = cursor.last_uid
     uids = _pending_uids(client, spec, last_uid)
     known: set[str] = set()
-    for taken, raws in _fetched(client, _batches(client, uids, spec), spec, uidvalidity):
-        if not _ingest(app, intake, spec, client, report, known, taken, raws, stop):
-            return
+    # A backlog: a worker process parses the next batch while this one is written.
+    # A large batch (big attachments) is written before the next is fetched, so two of them
+    # never sit in memory together.
+    with ParseAhead(intake.reading(), 1 if len(uids) >= WORTH_A_WORKER else 0) as ahead:
+        batches = _fetched(client, _batches(client, uids, spec), spec, uidvalidity)
+        waiting: tuple[list[int], Pending] | None = None
+        while True:
+            if waiting is not None and sum(len(r.data) for r in waiting[1].raws) > \
+                    BATCH_BYTES // 2:
+                if not _ingest(app, intake, spec, client, report, known, *waiting, stop):
+                    return
+                waiting = None
+            fetched = next(batches, None)
+            if fetched is None:
+                break
+            parsing = (fetched[0], ahead.submit(fetched[1]))
+            if waiting is not None and not _ingest(app, intake, spec, client, report, known,
+                                                   *waiting, stop):
+                return
+            waiting = parsing
+        if waiting is not None:
+            _ingest(app, intake, spec, client, report, known, *waiting, stop)
 
 
 def _fetched(client: IMAPClient, batches: Iterator[list[int]], spec: MailboxSpec,
@@ -295,11 +315,11 @@ def _fetched(client: IMAPClient, batches: Iterator[list[int]], spec: MailboxSpec
 
 
 def _ingest(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
-            report: PollReport, known: set[str], taken: list[int], raws: list[RawMail],
+            report: PollReport, known: set[str], taken: list[int], parsing: Pending,
             stop: Callable[[], bool] | None) -> bool:
     """Commit one batch, then move it and save the cursor; False when told to stop."""
     try:
-        results = intake.ingest_batch(raws)
+        results = intake.ingest_batch(parsing.raws, parsing.result())
     except TransientError:
         log.error("%s uids %s-%s: database unavailable; left in the folder", spec.key,
                   taken[0], taken[-1])

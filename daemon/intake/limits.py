@@ -45,7 +45,9 @@ __all__ = [
     "Budget",
     "bounded_headers",
     "bounded_part_headers",
+    "in_domain_clause",
     "over_budget",
+    "same_mailbox_clause",
 ]
 
 MAX_FIELD_BYTES = 16 * 1024
@@ -247,16 +249,14 @@ def over_budget(session: Session, mailbox: str, now: datetime, limit: int,
     ``tickets.requester_email`` / ``created_at``."""
     since = now - timedelta(hours=1)
     if limit:
-        local, _, domain = mailbox.rpartition("@")
         count = session.scalar(select(func.count()).select_from(Ticket).where(
-            Ticket.created_at > since, _same_mailbox(local, domain))) or 0
+            Ticket.created_at > since, same_mailbox_clause(mailbox))) or 0
         if count >= limit:
             return Budget(mailbox, count, limit)
     if domain_limit:
         domain = mailbox.rpartition("@")[2]
         count = session.scalar(select(func.count()).select_from(Ticket).where(
-            Ticket.created_at > since,
-            Ticket.requester_email.like(f"%@{_escape(domain)}", escape="\\"))) or 0
+            Ticket.created_at > since, in_domain_clause(domain))) or 0
         if count >= domain_limit:
             return Budget(f"@{domain}", count, domain_limit)
     return None
@@ -266,9 +266,15 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _same_mailbox(local: str, domain: str) -> ColumnElement[bool]:
-    """``requester_email`` is this mailbox, with or without a ``+tag``."""
+def same_mailbox_clause(mailbox: str) -> ColumnElement[bool]:
+    """``requester_email`` is this (normalised) mailbox, with or without a ``+tag``."""
+    local, _, domain = mailbox.rpartition("@")
     exact = f"{local}@{domain}"
     tagged = f"{_escape(local)}+%@{_escape(domain)}"
     return Ticket.requester_email.in_([exact]) | Ticket.requester_email.like(
         tagged, escape="\\")
+
+
+def in_domain_clause(domain: str) -> ColumnElement[bool]:
+    """``requester_email`` is an address at ``domain``."""
+    return Ticket.requester_email.like(f"%@{_escape(domain)}", escape="\\")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -38,7 +38,7 @@ from daemon.commands import Context
 from daemon.commands import mail as handler_mail
 from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
-from daemon.intake import envelope, limits, rules, trust
+from daemon.intake import budget, envelope, rules, trust
 from daemon.intake.parse import Reading, parse
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.sources import RawMail
@@ -145,6 +145,15 @@ def rule_context(app: App) -> rules.RuleContext:
     return context
 
 
+# Both dedup questions about a Message-ID in one statement, built once (its compiled form is
+# cached): a new mail, the common case, costs one round trip.
+_SEEN_OR_OURS = select(
+    select(IntakeRecord.id).where(IntakeRecord.dedup_key == bindparam("key"))
+    .limit(1).scalar_subquery(),
+    select(Message.id).where(Message.dedup_key == bindparam("key"), Message.direction == "out")
+    .limit(1).scalar_subquery())
+
+
 def _dedup(session: Session, mail: ParsedMail, digest: str,
            body: str) -> tuple[str, IntakeRecord | None]:
     """(dedup key, the record of the earlier sighting if this mail was seen before).
@@ -155,10 +164,8 @@ def _dedup(session: Session, mail: ParsedMail, digest: str,
     """
     hash_key = f"sha256:{digest}"
     if mail.message_id:
-        seen = session.scalars(select(IntakeRecord).where(
-            IntakeRecord.dedup_key == mail.message_id)).first()
-        ours = session.scalars(select(Message.id).where(
-            Message.dedup_key == mail.message_id, Message.direction == "out")).first()
+        seen_id, ours = session.execute(_SEEN_OR_OURS, {"key": mail.message_id}).one()
+        seen = session.get(IntakeRecord, seen_id) if seen_id is not None else None
         if seen is None and ours is None:
             return mail.message_id, None
         if seen is not None and (digest == seen.raw_sha256 or body == seen.body_sha256):
@@ -260,7 +267,7 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes,
 def _within_budget(session: Session, app: App, sender: str) -> None:
     """A sender over its hourly budget of new tickets: the mail is quarantined, not lost."""
     cfg = app.config.mail
-    over = limits.over_budget(session, normalize(sender), app.clock.now(),
+    over = budget.over_budget(session, normalize(sender), app.clock.now(),
                               cfg.max_new_tickets_per_hour, cfg.max_new_tickets_per_domain_hour)
     if over is not None:
         raise Quarantine(over.reason)
@@ -311,21 +318,35 @@ class Intake:
         """One message: :meth:`ingest_batch` of one."""
         return self.ingest_batch([raw])[0]
 
-    def ingest_batch(self, raws: Sequence[RawMail]) -> list[IntakeResult]:
+    def parse_all(self, raws: Sequence[RawMail]) -> list[ParsedMail | str]:
+        """Parse each message; a message that cannot be parsed gives the quarantine reason.
+
+        Pure (it reads and writes nothing), so a worker process may run it
+        (:mod:`daemon.intake.parsing`) while this process writes the previous batch.
+        """
+        reading = self.reading()
+        return [parse_or_reason(raw, reading) for raw in raws]
+
+    def reading(self) -> Reading:
+        """How this intake reads a mail: large parts streamed into its attachment store."""
+        return reading_for(self.app.config, self._blobs)
+
+    def ingest_batch(self, raws: Sequence[RawMail],
+                     parsed: Sequence[ParsedMail | str] | None = None) -> list[IntakeResult]:
         """Many messages in ONE transaction, each inside its own SAVEPOINT.
 
         A message that fails rolls back only its savepoint and is quarantined inside the
         same transaction; the others go on. Nothing is visible (and so nothing may be moved
         on the IMAP server) before the whole batch commits. When the database is unreachable
         the batch raises :class:`TransientError` and nothing of it is kept: every message
-        stays where it was, to be tried again.
+        stays where it was, to be tried again. ``parsed``: :meth:`parse_all` already done.
         """
         db = self.app.ready_db()
-        reading = reading_for(self.app.config, self._blobs)
-        mails = [parse_or_reason(raw, reading) for raw in raws]
+        mails = list(parsed) if parsed is not None else self.parse_all(raws)
         results: list[IntakeResult] = []
         try:
             with db.transaction() as session:
+                self._prime(session, [m for m in mails if not isinstance(m, str)])
                 for raw, mail in zip(raws, mails, strict=True):
                     results.append(self._one(session, raw, mail))
         except OperationalError as exc:  # the commit itself failed
@@ -339,6 +360,45 @@ class Intake:
                          result.message_id or "-", raw.origin,
                          extra={"fields": result.as_dict()})
         return results
+
+    def _prime(self, session: Session, mails: Sequence[ParsedMail]) -> None:
+        """Answer the batch's per-address questions (the loop brake, the new-ticket budget)
+        with one grouped query each, instead of one query per message. In its own savepoint:
+        if the database refuses those queries, the batch goes on unprimed (one query per
+        message, as before); only a lost connection or a lock stops it."""
+        if not mails:
+            return
+        try:
+            with session.begin_nested():
+                self._ask_batch(session, mails)
+        except OperationalError as exc:
+            if is_transient(exc):   # a lost connection: the batch is tried again later
+                raise TransientError(f"database unavailable: {exc.orig}") from exc
+            self._unprimed(session, exc)
+        except SQLAlchemyError as exc:
+            self._unprimed(session, exc)
+
+    @staticmethod
+    def _unprimed(session: Session, exc: SQLAlchemyError) -> None:
+        budget.forget(session)
+        brake.forget(session, primed=True)
+        log.warning("batch answers not primed, asking per message: %s", exc)
+
+    def _ask_batch(self, session: Session, mails: Sequence[ParsedMail]) -> None:
+        now = self.app.clock.now()
+        cfg = self.app.config.mail
+        senders = [m.from_.email for m in mails if m.from_ is not None and m.from_.email]
+        budget.prime(session, senders, now, mailboxes=bool(cfg.max_new_tickets_per_hour),
+                     domains=bool(cfg.max_new_tickets_per_domain_hour))
+        if self.notifier is None:
+            return
+        # whom the batch's automatic mail can go to: the senders (or their Reply-To), the
+        # people they copy, the handlers and leads who get the assigned mail
+        recipients: list[str] = list(self.app.directory.handlers)
+        for mail in mails:
+            recipients += (a.email for a in (mail.from_, *mail.reply_to, *mail.to, *mail.cc)
+                           if a is not None and a.email)
+        brake.prime(session, recipients, now)
 
     def _one(self, session: Session, raw: RawMail, mail: ParsedMail | str) -> IntakeResult:
         """One message inside the batch transaction: its own savepoint, never lost."""
@@ -466,8 +526,10 @@ class Intake:
             requester_name=mail.from_.name, requester_email=mail.from_.email, at=now, cc=cc,
             language=mail.language, priority=found.priority, category=found.category,
             team=self.default_team or found.team, fields=found.fields, mailbox=self.origin_mailbox,
+            write_now=False,
             detail=f"ticket opened by mail from {mail.from_.email}; category {found.category} "
                    f"({found.why}), priority {found.priority}")
+        budget.counted(session, ticket.requester_email, ticket.created_at)
         if verdict is not None and verdict.linked_ticket_id is not None:
             ticket.linked_ticket_id = verdict.linked_ticket_id
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="linked",

@@ -14,7 +14,7 @@ verdict says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +35,9 @@ class ThreadVerdict:
     trusted: bool = True
     linked_ticket_id: int | None = None
     note: str = ""
+    # The ticket as loaded: holding it keeps it in the session's (weak) identity map, so the
+    # steps after the threader get it without another SELECT.
+    ticket: Ticket | None = field(default=None, compare=False, repr=False)
 
 
 def _ticket_by_number(session: Session, number: str) -> Ticket | None:
@@ -76,7 +79,7 @@ def _stranger(ticket: Ticket, rule: str, sender: str, policy: str) -> ThreadVerd
         return ThreadVerdict(
             "follow-up", rule, ticket.id, ticket.number, participant=False, trusted=False,
             note=f"{who} is not a participant of {ticket.number}: appended and flagged as "
-                 "untrusted")
+                 "untrusted", ticket=ticket)
     return ThreadVerdict(
         "new", rule, None, None, participant=False, linked_ticket_id=ticket.id,
         note=f"{rule} names {ticket.number} but {who} is not a participant and did not "
@@ -105,7 +108,8 @@ def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
             return ThreadVerdict("follow-up", "subject", ticket.id, ticket.number,
                                  participant=is_participant, trusted=is_participant,
                                  note="" if is_participant else
-                                 f"{sender} is not a participant of {ticket.number}")
+                                 f"{sender} is not a participant of {ticket.number}",
+                                 ticket=ticket)
         return _stranger(ticket, "subject", sender, stranger_policy)
 
     for rule, ids in (("in-reply-to", mail.in_reply_to), ("references", mail.references)):
@@ -120,7 +124,7 @@ def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
                                      participant=is_participant, trusted=is_participant,
                                      note=f"{rule} names {mid}" if is_participant else
                                      f"{rule} names {mid}, but {sender} is not a participant "
-                                     f"of {ticket.number}")
+                                     f"of {ticket.number}", ticket=ticket)
             return _stranger(ticket, rule, sender, stranger_policy)
     note = ""
     if missing:

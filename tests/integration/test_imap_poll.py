@@ -14,6 +14,7 @@ from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.errors import ConfigError, LoginRefused, MailboxRefused, MailboxUnavailable
 from daemon.intake import imap as imap_intake
+from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor, Quarantined, Ticket
@@ -83,8 +84,9 @@ class CrashAfterCommit(Intake):
         super().__init__(app)
         self.server = server
 
-    def ingest_batch(self, raws: Sequence[RawMail]) -> list[IntakeResult]:
-        results = super().ingest_batch(raws)
+    def ingest_batch(self, raws: Sequence[RawMail],
+                     parsed: Sequence[ParsedMail | str] | None = None) -> list[IntakeResult]:
+        results = super().ingest_batch(raws, parsed)
         self.server.stop()
         return results
 

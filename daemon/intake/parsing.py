@@ -1,0 +1,101 @@
+"""Parse the next batch in a worker process while this process writes the current one.
+
+Parsing (:func:`daemon.intake.pipeline.parse_or_reason`) is pure: bytes in, a
+:class:`~daemon.intake.parsed.ParsedMail` (or a quarantine reason) out, nothing read or
+written. On a backlog it is a third of the work, and the rest (the database, the process,
+composing mail) holds this process's one interpreter lock; a second process gives intake a
+second core. :class:`ParseAhead` keeps one batch in flight: :meth:`ParseAhead.submit` hands a
+batch to the worker, :meth:`Pending.result` waits for it.
+
+Nothing depends on the worker: a small poll parses in this process (starting a worker costs
+more than it saves), and a worker that dies (a message that crashes the interpreter, an
+out-of-memory kill) is logged once and the batch is parsed here, where the per-message safety
+net quarantines what cannot be parsed. The worker is spawned, never forked: a fork of a
+process with threads and open database connections is unsafe.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from types import TracebackType
+
+from daemon.intake.parse import Reading
+from daemon.intake.parsed import ParsedMail
+from daemon.intake.pipeline import parse_or_reason
+from daemon.intake.sources import RawMail
+
+log = logging.getLogger("ticketd.intake")
+
+WORTH_A_WORKER = 100   # messages waiting: below this, parse in this process
+
+
+def parse_batch(raws: Sequence[RawMail], reading: Reading) -> list[ParsedMail | str]:
+    """What the worker runs (and this process, without a worker).
+
+    ``reading`` streams large parts into the attachment store (a folder both processes
+    share), so what comes back to this process is small."""
+    return [parse_or_reason(raw, reading) for raw in raws]
+
+
+class Pending:
+    """One batch being parsed (or already parsed, without a worker)."""
+
+    def __init__(self, raws: Sequence[RawMail], reading: Reading,
+                 future: Future[list[ParsedMail | str]] | None,
+                 done: list[ParsedMail | str] | None = None) -> None:
+        self.raws = raws
+        self._reading = reading
+        self._future = future
+        self._done = done
+
+    def result(self) -> list[ParsedMail | str]:
+        if self._done is not None:
+            return self._done
+        assert self._future is not None
+        try:
+            self._done = self._future.result()
+        except BrokenProcessPool as exc:
+            log.warning("parse worker died (%s); parsing %d message(s) here", exc,
+                        len(self.raws))
+            self._done = parse_batch(self.raws, self._reading)
+        return self._done
+
+
+class ParseAhead:
+    """A one-process pool that parses batches ahead; a context manager.
+
+    ``workers=0`` (or :meth:`submit` after the pool broke) parses in this process.
+    """
+
+    def __init__(self, reading: Reading, workers: int = 1) -> None:
+        self._reading = reading
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, raws: Sequence[RawMail]) -> Pending:
+        if self._pool is not None:
+            try:
+                return Pending(raws, self._reading,
+                               self._pool.submit(parse_batch, list(raws), self._reading))
+            except (BrokenProcessPool, RuntimeError) as exc:
+                log.warning("parse worker unavailable (%s); parsing here", exc)
+                self.close()
+        return Pending(raws, self._reading, None, parse_batch(raws, self._reading))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> ParseAhead:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
