@@ -128,7 +128,7 @@ def compose(
             raise ValueError(f"header {name!r} is set by compose itself")
 
     msg = EmailMessage(policy=policy.default)
-    msg["Subject"] = " ".join(rendered.subject.split())[:MAX_SUBJECT_CHARS]
+    msg["Subject"] = subject_line(rendered)
     msg["From"] = _mailbox(sender)
     msg["To"] = [_mailbox(a) for a in to] if to else "undisclosed-recipients:;"
     if cc:
@@ -167,6 +167,11 @@ def compose(
         if size > max_bytes:
             raise ValueError(f"the mail would be {size} bytes, over the cap of {max_bytes}")
     return msg
+
+
+def subject_line(rendered: RenderedMail) -> str:
+    """The Subject as sent: one line, at most :data:`MAX_SUBJECT_CHARS` characters."""
+    return " ".join(rendered.subject.split())[:MAX_SUBJECT_CHARS]
 
 
 def _size_bound(rendered: RenderedMail, attachments: Sequence[OutgoingAttachment]) -> int:
@@ -255,6 +260,7 @@ __all__ = [
     "OutgoingAttachment",
     "compose",
     "make_message_id",
+    "subject_line",
     "thread_references",
     "to_bytes",
     "token_of",

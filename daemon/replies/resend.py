@@ -89,9 +89,6 @@ def resend(app: App, number: str, kind: str) -> Resent:
         recipients = tuple(a.email for a in draft.to)
         row = Notify(app).send(session, ticket, draft.mail, draft.to, draft.in_reply_to,
                                draft.references)
-        if row is None:  # Notify.send logged why and recorded it on the ticket
-            return Resent("failed", None, ticket.number, kind, recipients,
-                          "not queued; see the ticket's events (ticketd tickets show)")
         session.flush()
         tickets.record(session, ticket, at=app.clock.now(), actor=ACTOR, action="mail-resent",
                        detail=f"{kind} mail written again and queued ({row.message_id})")

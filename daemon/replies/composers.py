@@ -1,0 +1,107 @@
+"""Who writes a queued mail's bytes: this process, or a worker process beside it.
+
+The outbox hands each claimed row's :class:`~daemon.replies.writer.Job` to a :class:`Composer`
+and stores what comes back; every database write stays in the calling process. Two
+implementations of the one protocol:
+
+* :class:`InProcess` writes with the app's template store (hot reload, last-good fallback,
+  ``ticketd status`` sees a broken template) one job at a time. ``ticketd outbox flush``,
+  ``resend`` and the tests use it.
+* :class:`WorkerPool` writes in a ``ProcessPoolExecutor`` (``forkserver``: no copy of the
+  parent's database connections or threads), so composing uses another core while this one
+  ingests or sends. :meth:`Composer.prepare` submits jobs ahead; :meth:`Composer.write` takes
+  the job's result (or writes it now). The worker builds its own template store from the
+  config's template directory and locale; a broken template is reported through the result's
+  ``fallback`` (the ticket's ``mail-template-fallback`` event) and in the worker's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from daemon.app import App
+from daemon.replies import templates
+from daemon.replies.templates import TemplateStore
+from daemon.replies.writer import Job, Unwritable, Written, write
+
+log = logging.getLogger("ticketd.outbox")
+
+__all__ = ["Composer", "InProcess", "WorkerPool"]
+
+
+class Composer(Protocol):
+    """Writes jobs' mails. ``prepare`` may start on jobs early; ``write`` returns one's mail."""
+
+    def prepare(self, jobs: Iterable[Job]) -> None: ...
+
+    def write(self, job: Job) -> Written | Unwritable: ...
+
+
+class InProcess:
+    """Writes each job when asked, with the app's own template store."""
+
+    def __init__(self, app: App) -> None:
+        self._store = templates.store(app)
+
+    def prepare(self, jobs: Iterable[Job]) -> None:
+        """Nothing to start: :meth:`write` does the work."""
+
+    def write(self, job: Job) -> Written | Unwritable:
+        return write(job, self._store)
+
+
+_WORKER_STORE: TemplateStore | None = None
+
+
+def _start_worker(site_dir: str, locale: str) -> None:
+    global _WORKER_STORE  # noqa: PLW0603 - one store per worker process, built once
+    _WORKER_STORE = TemplateStore(Path(site_dir), locale)
+
+
+def _write_in_worker(job: Job) -> Written | Unwritable:
+    assert _WORKER_STORE is not None, "worker started without its template store"
+    return write(job, _WORKER_STORE)
+
+
+class WorkerPool:
+    """Writes jobs in worker processes, ahead of when they are needed. Close it when done."""
+
+    def __init__(self, app: App, workers: int = 1) -> None:
+        context = multiprocessing.get_context("forkserver")
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_start_worker,
+            initargs=(str(app.config.templates.dir), app.config.support.locale))
+        self._pending: dict[int, Future[Written | Unwritable]] = {}
+        self._app = app
+
+    def prepare(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            if job.row_id not in self._pending:
+                self._pending[job.row_id] = self._pool.submit(_write_in_worker, job)
+
+    def write(self, job: Job) -> Written | Unwritable:
+        future = self._pending.pop(job.row_id, None)
+        if future is None:
+            future = self._pool.submit(_write_in_worker, job)
+        try:
+            return future.result()
+        except Exception:  # a worker that died is no fault of the mail: write it here
+            log.exception("composing worker failed; writing outbox %s here", job.row_id)
+            return InProcess(self._app).write(job)
+
+    def close(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
