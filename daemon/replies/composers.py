@@ -94,6 +94,19 @@ class WorkerPool:
             log.exception("composing worker failed; writing outbox %s here", job.row_id)
             return InProcess(self._app).write(job)
 
+    def take_done(self) -> list[Written | Unwritable]:
+        """The mails written so far and not yet taken (a worker's failure: written here)."""
+        done = [row_id for row_id, f in self._pending.items() if f.done()]
+        results = []
+        for row_id in done:
+            future = self._pending.pop(row_id)
+            try:
+                results.append(future.result())
+            except Exception:
+                log.exception("composing worker failed; outbox %s is written at send time",
+                              row_id)
+        return results
+
     def close(self) -> None:
         for future in self._pending.values():
             future.cancel()

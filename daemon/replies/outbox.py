@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from daemon import tickets
@@ -57,13 +57,14 @@ from daemon.models import Message, OutboxMail, Ticket
 from daemon.outcomes import FlushReport
 from daemon.replies import brake, kinds
 from daemon.replies.compose import thread_references
-from daemon.replies.composers import Composer, InProcess
+from daemon.replies.composers import Composer, InProcess, WorkerPool
 from daemon.replies.transports import Transport, from_config
 from daemon.replies.writer import Job, Unwritable, Written, job_of
 
 log = logging.getLogger("ticketd.outbox")
 
 MAX_BACKOFF = timedelta(hours=6)
+WRITE_AHEAD = 8  # mails a composer may write ahead of the one being sent
 STATUSES = ("queued", "sending", "sent", "failed")
 
 
@@ -214,38 +215,91 @@ def _store(app: App, result: Written | Unwritable) -> bytes | None:
     bytes), with its subject and text on the ticket's copy. An unwritable one fails its row
     for good and says why on the ticket: no retry would write it either. Returns the bytes
     to send, or None."""
-    now = app.clock.now()
     with app.db.transaction() as session:
-        if isinstance(result, Unwritable):
-            row = session.get(OutboxMail, result.row_id, options=[defer(OutboxMail.raw)])
-            assert row is not None
-            row.status, row.last_error = "failed", result.reason
-            row.claimed_by, row.claimed_until = None, None
-            log.error("outbox %s (%s): %s", row.id, row.message_id, result.reason)
-            ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
-            if ticket is not None:
-                tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
-                               action="mail-failed", detail=result.reason)
-            return None
-        stored = session.execute(
-            update(OutboxMail).where(OutboxMail.id == result.row_id, OutboxMail.raw.is_(None))
-            .values(raw=result.raw, subject=result.subject)
-            .returning(OutboxMail.ticket_id, OutboxMail.message_id)
-            .execution_options(synchronize_session=False)).one_or_none()
-        if stored is None:  # written meanwhile (a claim taken over): those bytes are the mail
-            return _raw(app, result.row_id)
-        session.execute(
-            update(Message).where(Message.dedup_key == stored.message_id,
-                                  Message.direction == "out")
-            .values(subject=result.subject, body_text=result.text, body_html=result.html,
-                    new_text=result.text)
-            .execution_options(synchronize_session=False))
-        if result.fallback and stored.ticket_id is not None:
-            ticket = session.get(Ticket, stored.ticket_id)
-            assert ticket is not None
+        return _store_in(session, app, result)
+
+
+def _store_in(session: Session, app: App, result: Written | Unwritable) -> bytes | None:
+    now = app.clock.now()
+    if isinstance(result, Unwritable):
+        row = session.get(OutboxMail, result.row_id, options=[defer(OutboxMail.raw)])
+        assert row is not None
+        row.status, row.last_error = "failed", result.reason
+        row.claimed_by, row.claimed_until = None, None
+        log.error("outbox %s (%s): %s", row.id, row.message_id, result.reason)
+        ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+        if ticket is not None:
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
-                           action="mail-template-fallback", detail=result.fallback)
-        return result.raw
+                           action="mail-failed", detail=result.reason)
+        return None
+    stored = session.execute(
+        update(OutboxMail).where(OutboxMail.id == result.row_id, OutboxMail.raw.is_(None))
+        .values(raw=result.raw, subject=result.subject)
+        .returning(OutboxMail.ticket_id, OutboxMail.message_id)
+        .execution_options(synchronize_session=False)).one_or_none()
+    if stored is None:  # written meanwhile (a claim taken over): those bytes are the mail
+        raw = session.execute(select(OutboxMail.raw).where(
+            OutboxMail.id == result.row_id)).scalar_one()
+        return None if raw is None else bytes(raw)
+    session.execute(
+        update(Message).where(Message.dedup_key == stored.message_id,
+                              Message.direction == "out")
+        .values(subject=result.subject, body_text=result.text, body_html=result.html,
+                new_text=result.text)
+        .execution_options(synchronize_session=False))
+    if result.fallback and stored.ticket_id is not None:
+        ticket = session.get(Ticket, stored.ticket_id)
+        assert ticket is not None
+        tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                       action="mail-template-fallback", detail=result.fallback)
+    return result.raw
+
+
+def _unwritten(after_id: int = 0) -> Select[OutboxMail]:
+    return select(OutboxMail).options(defer(OutboxMail.raw)).where(
+        OutboxMail.id > after_id, OutboxMail.status == "queued", OutboxMail.raw.is_(None),
+        OutboxMail.variables.is_not(None)).order_by(OutboxMail.id)
+
+
+class Prewriter:
+    """Writes queued mail while intake goes on, so the flush after it mostly just sends.
+
+    ``poll --once`` calls :meth:`after_batch` after each committed intake batch, in its own
+    thread: the mails the worker process has written since are stored (one short transaction,
+    so every database write stays in this process and between batches), and the mails queued
+    since are handed to the worker. The worker pool starts only once ``threshold`` mails are
+    waiting: a poll that brings a few mails does not pay for a process. The final flush is
+    given :attr:`composer`, which hands over what is still being written.
+    """
+
+    def __init__(self, app: App, threshold: int = 20) -> None:
+        self.app = app
+        self.threshold = threshold
+        self.pool: WorkerPool | None = None
+        self._after_id = 0
+
+    @property
+    def composer(self) -> Composer | None:
+        return self.pool
+
+    def after_batch(self) -> None:
+        with self.app.db.transaction() as session:
+            if self.pool is not None:
+                for result in self.pool.take_done():
+                    _store_in(session, self.app, result)
+            rows = list(session.scalars(_unwritten(self._after_id)))
+            if self.pool is None and len(rows) < self.threshold:
+                return
+            jobs = [job_of(self.app, session, row) for row in rows]
+        if rows:
+            self._after_id = rows[-1].id
+        if self.pool is None:
+            self.pool = WorkerPool(self.app)
+        self.pool.prepare(jobs)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 def write_pending(app: App, composer: Composer | None = None) -> int:
@@ -253,18 +307,17 @@ def write_pending(app: App, composer: Composer | None = None) -> int:
     (a flush would do the same just before sending). Returns how many were written; one that
     cannot be written is failed as a flush would fail it."""
     composer = composer or InProcess(app)
-    with app.ready_db().transaction() as session:
-        ids = list(session.scalars(select(OutboxMail.id).where(
-            OutboxMail.status == "queued", OutboxMail.raw.is_(None),
-            OutboxMail.variables.is_not(None)).order_by(OutboxMail.id)))
-    written = 0
-    for start in range(0, len(ids), 100):
-        chunk = [Claim(i, "", "", []) for i in ids[start:start + 100]]
-        jobs = _jobs(app, chunk)
-        composer.prepare(jobs.values())
-        for job in jobs.values():
+    written, after = 0, 0
+    while True:
+        with app.ready_db().transaction() as session:
+            jobs = [job_of(app, session, row)
+                    for row in session.scalars(_unwritten(after).limit(100))]
+        if not jobs:
+            return written
+        after = jobs[-1].row_id
+        composer.prepare(jobs)
+        for job in jobs:
             written += _store(app, composer.write(job)) is not None
-    return written
 
 
 def _finish(app: App, row_id: int, *, error: Exception | None = None,
@@ -350,9 +403,12 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
         if not claimed:
             break
         jobs = _jobs(app, claimed)
-        composer.prepare(jobs.values())
         with transport:
             for index, claim in enumerate(claimed):
+                # a few mails ahead: a worker writes them while this one is sent, and a
+                # batch of mails with big attachments never sits in memory at once
+                composer.prepare(jobs[c.id] for c in claimed[index:index + WRITE_AHEAD]
+                                 if c.id in jobs)
                 job = jobs.get(claim.id)
                 # the database, not this mail, if reading or storing fails
                 raw = _store(app, composer.write(job)) if job is not None \
