@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Protocol
 
@@ -93,6 +93,10 @@ class WorkerPool:
         except Exception:  # a worker that died is no fault of the mail: write it here
             log.exception("composing worker failed; writing outbox %s here", job.row_id)
             return InProcess(self._app).write(job)
+
+    def wait(self) -> None:
+        """Block until every job handed over so far is written (tests; a last batch)."""
+        wait(list(self._pending.values()))
 
     def take_done(self) -> list[Written | Unwritable]:
         """The mails written so far and not yet taken (a worker's failure: written here)."""

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from daemon import tickets
@@ -255,6 +255,48 @@ def _store_in(session: Session, app: App, result: Written | Unwritable) -> bytes
     return result.raw
 
 
+def _store_many(session: Session, app: App, results: Sequence[Written | Unwritable]) -> None:
+    """:func:`_store_in` for many mails in a few statements (executemany): a backlog's worth
+    of mails written between two intake batches."""
+    written = {r.row_id: r for r in results if isinstance(r, Written)}
+    for result in results:
+        if isinstance(result, Unwritable):
+            _store_in(session, app, result)
+    if not written:
+        return
+    # Only rows still without bytes: a flush elsewhere may have written and sent one.
+    open_rows = session.execute(select(OutboxMail.id, OutboxMail.message_id,
+                                       OutboxMail.ticket_id).where(
+        OutboxMail.id.in_(list(written)), OutboxMail.raw.is_(None))).all()
+    if not open_rows:
+        return
+    # Core statements: the ORM's bulk UPDATE matches by primary key only, and the guard needs
+    # ``raw IS NULL`` too.
+    tables = OutboxMail.metadata.tables
+    outbox_table, messages_table = tables[OutboxMail.__tablename__], tables[Message.__tablename__]
+    session.execute(
+        update(outbox_table).where(outbox_table.c.id == bindparam("row_id"),
+                                   outbox_table.c.raw.is_(None))
+        .values(raw=bindparam("raw"), subject=bindparam("subject")),
+        [{"row_id": r.id, "raw": written[r.id].raw, "subject": written[r.id].subject}
+         for r in open_rows])
+    session.execute(
+        update(messages_table).where(messages_table.c.dedup_key == bindparam("key"),
+                                     messages_table.c.direction == "out")
+        .values(subject=bindparam("subject"), body_text=bindparam("text"),
+                body_html=bindparam("html"), new_text=bindparam("text")),
+        [{"key": r.message_id, "subject": written[r.id].subject, "text": written[r.id].text,
+          "html": written[r.id].html} for r in open_rows])
+    now = app.clock.now()
+    for r in open_rows:
+        fallback = written[r.id].fallback
+        if fallback and r.ticket_id is not None:
+            ticket = session.get(Ticket, r.ticket_id)
+            assert ticket is not None
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                           action="mail-template-fallback", detail=fallback)
+
+
 def _unwritten(after_id: int = 0) -> Select[OutboxMail]:
     return select(OutboxMail).options(defer(OutboxMail.raw)).where(
         OutboxMail.id > after_id, OutboxMail.status == "queued", OutboxMail.raw.is_(None),
@@ -285,8 +327,7 @@ class Prewriter:
     def after_batch(self) -> None:
         with self.app.db.transaction() as session:
             if self.pool is not None:
-                for result in self.pool.take_done():
-                    _store_in(session, self.app, result)
+                _store_many(session, self.app, self.pool.take_done())
             rows = list(session.scalars(_unwritten(self._after_id)))
             if self.pool is None and len(rows) < self.threshold:
                 return

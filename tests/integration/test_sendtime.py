@@ -291,24 +291,40 @@ def test_a_row_queued_before_0005_is_sent_as_it_is(database_url: str, tmp_path: 
 # ---------------------------------------------------------------- writing in a worker
 
 
-def test_a_worker_process_writes_the_same_mail_and_the_main_process_stores_it(
-        app: App) -> None:
+def test_a_worker_process_writes_and_the_main_process_stores_between_batches(
+        make_app: Callable[..., App], tmp_path: Path) -> None:
+    site = tmp_path / "tpl"
+    shutil.copytree(default_templates_dir(), site)
+    broken = site / "zh-CN" / "acceptance.txt"
+    broken.write_text(broken.read_text(encoding="utf-8") + "{% endif %}\n", encoding="utf-8")
+    app = make_app(templates={"dir": str(site)})
     for n in range(3):
         new_ticket(app, sender=f"user{n}@corp.example")
     prewriter = outbox.Prewriter(app, threshold=1)
     try:
         prewriter.after_batch()  # hands the six queued mails to the worker
-        assert isinstance(prewriter.composer, WorkerPool)
-        report = outbox.flush(app, composer=prewriter.composer)
+        pool = prewriter.composer
+        assert isinstance(pool, WorkerPool)
+        pool.wait()
+        assert all(row.raw is None for row in rows(app))  # the worker never writes the database
+        new_ticket(app, sender="user3@corp.example")  # the next batch
+        prewriter.after_batch()  # stores the six, hands over the two new ones
+        stored = [row for row in rows(app) if row.raw is not None]
+        assert len(stored) == 6 and all(row.status == "queued" for row in stored)
+        report = outbox.flush(app, composer=pool)  # the last two come from the worker too
     finally:
         prewriter.close()
-    assert (report.sent, report.failed) == (6, 0)
+    assert (report.sent, report.failed) == (8, 0)
     files = sent_files(app)
     for row in rows(app):
         assert row.raw is not None and files[f"{row.message_id}.eml"] == row.raw
         msg = parsed(row.raw)
         assert msg["Message-ID"] == f"<{row.message_id}>"
         assert row.variables is not None and row.variables["number"] in msg["Subject"]
+        if row.kind == "acceptance":
+            assert "工单已受理" in row.subject  # the packaged template, as in this process
+    fallbacks = events(app, "mail-template-fallback")
+    assert len(fallbacks) == 4 and all(str(broken) in f for f in fallbacks)
     with app.db.transaction() as s:
         texts = list(s.scalars(select(Message.body_text).where(Message.direction == "out")))
-    assert len(texts) == 6 and all(t.strip() for t in texts)
+    assert len(texts) == 8 and all(t.strip() for t in texts)
