@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Protocol
 
@@ -78,21 +79,38 @@ class WorkerPool:
             initargs=(str(app.config.templates.dir), app.config.support.locale))
         self._pending: dict[int, Future[Written | Unwritable]] = {}
         self._app = app
+        self._broken = False
+        self._local: InProcess | None = None
 
     def prepare(self, jobs: Iterable[Job]) -> None:
+        if self._broken:
+            return
         for job in jobs:
             if job.row_id not in self._pending:
-                self._pending[job.row_id] = self._pool.submit(_write_in_worker, job)
+                try:
+                    self._pending[job.row_id] = self._pool.submit(_write_in_worker, job)
+                except BrokenProcessPool as exc:
+                    self._give_up(exc)
+                    return
 
     def write(self, job: Job) -> Written | Unwritable:
         future = self._pending.pop(job.row_id, None)
-        if future is None:
-            future = self._pool.submit(_write_in_worker, job)
-        try:
-            return future.result()
-        except Exception:  # a worker that died is no fault of the mail: write it here
-            log.exception("composing worker failed; writing outbox %s here", job.row_id)
-            return InProcess(self._app).write(job)
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool as exc:
+                self._give_up(exc)
+        # Not handed over, or the worker died (no fault of the mail): write it here.
+        if self._local is None:
+            self._local = InProcess(self._app)
+        return self._local.write(job)
+
+    def _give_up(self, exc: BaseException) -> None:
+        """A dead worker: log it once; every mail is written in this process from now on."""
+        if not self._broken:
+            log.error("composing worker failed (%s); mails are written in this process", exc)
+        self._broken = True
+        self._pending.clear()
 
     def wait(self) -> None:
         """Block until every job handed over so far is written (tests; a last batch)."""
@@ -103,12 +121,13 @@ class WorkerPool:
         done = [row_id for row_id, f in self._pending.items() if f.done()]
         results = []
         for row_id in done:
-            future = self._pending.pop(row_id)
+            future = self._pending.pop(row_id, None)
+            if future is None:
+                break  # given up: the rest is written at send time
             try:
                 results.append(future.result())
-            except Exception:
-                log.exception("composing worker failed; outbox %s is written at send time",
-                              row_id)
+            except BrokenProcessPool as exc:
+                self._give_up(exc)
         return results
 
     def close(self) -> None:
