@@ -10,9 +10,10 @@ implementations of the one protocol:
 * :class:`WorkerPool` writes in a ``ProcessPoolExecutor`` (``forkserver``: no copy of the
   parent's database connections or threads), so composing uses another core while this one
   ingests or sends. :meth:`Composer.prepare` submits jobs ahead; :meth:`Composer.write` takes
-  the job's result (or writes it now). The worker builds its own template store from the
-  config's template directory and locale; a broken template is reported through the result's
-  ``fallback`` (the ticket's ``mail-template-fallback`` event) and in the worker's log.
+  the job's result (or writes it here when the worker died). The worker builds its own
+  template store for the template directory and locale each job names; a broken template
+  is reported through the result's ``fallback`` (the ticket's ``mail-template-fallback``
+  event); ``ticketd status`` checks the files themselves, wherever mail is written.
 """
 
 from __future__ import annotations
@@ -56,17 +57,17 @@ class InProcess:
         return write(job, self._store)
 
 
-_WORKER_STORE: TemplateStore | None = None
-
-
-def _start_worker(site_dir: str, locale: str) -> None:
-    global _WORKER_STORE  # noqa: PLW0603 - one store per worker process, built once
-    _WORKER_STORE = TemplateStore(Path(site_dir), locale)
+# A worker's template stores, one per (site directory, default locale), kept for the life of
+# the worker so hot reload and the last-good fallback work there as in the main process.
+_WORKER_STORES: dict[tuple[str, str], TemplateStore] = {}
 
 
 def _write_in_worker(job: Job) -> Written | Unwritable:
-    assert _WORKER_STORE is not None, "worker started without its template store"
-    return write(job, _WORKER_STORE)
+    key = (job.templates_dir, job.default_locale)
+    store = _WORKER_STORES.get(key)
+    if store is None:
+        store = _WORKER_STORES[key] = TemplateStore(Path(key[0]), key[1])
+    return write(job, store)
 
 
 class WorkerPool:
@@ -74,9 +75,7 @@ class WorkerPool:
 
     def __init__(self, app: App, workers: int = 1) -> None:
         context = multiprocessing.get_context("forkserver")
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_start_worker,
-            initargs=(str(app.config.templates.dir), app.config.support.locale))
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         self._pending: dict[int, Future[Written | Unwritable]] = {}
         self._app = app
         self._broken = False

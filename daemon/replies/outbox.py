@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from daemon import tickets
@@ -303,6 +303,17 @@ def _unwritten(after_id: int = 0) -> Select[OutboxMail]:
         OutboxMail.variables.is_not(None)).order_by(OutboxMail.id)
 
 
+WORKER_BACKLOG = 20  # mails waiting to be written before a worker process is worth starting
+
+
+def unwritten(app: App) -> int:
+    """How many queued mails are not written yet."""
+    with app.ready_db().transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(OutboxMail).where(
+            OutboxMail.status == "queued", OutboxMail.raw.is_(None),
+            OutboxMail.variables.is_not(None))) or 0)
+
+
 class Prewriter:
     """Writes queued mail while intake goes on, so the flush after it mostly just sends.
 
@@ -314,7 +325,7 @@ class Prewriter:
     given :attr:`composer`, which hands over what is still being written.
     """
 
-    def __init__(self, app: App, threshold: int = 20) -> None:
+    def __init__(self, app: App, threshold: int = WORKER_BACKLOG) -> None:
         self.app = app
         self.threshold = threshold
         self.pool: WorkerPool | None = None

@@ -72,6 +72,8 @@ class Job:
     files: tuple[FileRef, ...]
     attachments_dir: str
     max_bytes: int
+    templates_dir: str  # the site templates and default locale as configured now (a worker
+    default_locale: str  # builds one template store per pair, so a SIGHUP reload applies)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ def job_of(app: App, session: Session, row: OutboxMail) -> Job:
         references=tuple(row.thread_references or ()), date=row.created_at,
         automatic=row.automatic, loop_header=(cfg.mail.loop_header, cfg.support.address),
         files=_files(session, row.attachment_ids or (), cfg.mail.max_outgoing_bytes),
-        attachments_dir=str(app.attachments_dir), max_bytes=cfg.mail.max_outgoing_bytes)
+        attachments_dir=str(app.attachments_dir), max_bytes=cfg.mail.max_outgoing_bytes,
+        templates_dir=str(cfg.templates.dir), default_locale=cfg.support.locale)
 
 
 def write(job: Job, store: TemplateStore) -> Written | Unwritable:

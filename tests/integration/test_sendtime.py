@@ -33,6 +33,7 @@ from daemon.replies.composers import WorkerPool
 from daemon.replies.notify import Notify
 from daemon.replies.templates import default_templates_dir
 from daemon.replies.transports import FileTransport
+from daemon.service import Service
 from tests import messages
 from tests.writing import write_queued
 
@@ -328,3 +329,20 @@ def test_a_worker_process_writes_and_the_main_process_stores_between_batches(
     with app.db.transaction() as s:
         texts = list(s.scalars(select(Message.body_text).where(Message.direction == "out")))
     assert len(texts) == 8 and all(t.strip() for t in texts)
+
+
+def test_the_daemon_writes_a_backlog_in_a_worker_process(app: App) -> None:
+    for n in range(outbox.WORKER_BACKLOG):
+        new_ticket(app, sender=f"user{n}@corp.example")
+    waiting = outbox.unwritten(app)
+    assert waiting >= outbox.WORKER_BACKLOG
+    service = Service(app)
+    try:
+        report = service.flush()
+        assert isinstance(service._composer, WorkerPool)  # the backlog started the worker
+    finally:
+        service.shutdown()
+    assert service._composer is None  # stopped with the daemon
+    assert (report.sent, report.failed) == (waiting, 0)
+    files = sent_files(app)
+    assert all(files[f"{row.message_id}.eml"] == row.raw for row in rows(app))
