@@ -342,7 +342,7 @@ def test_the_daemon_writes_a_backlog_in_a_worker_process(app: App) -> None:
         assert isinstance(service._composer, WorkerPool)  # the backlog started the worker
     finally:
         service.shutdown()
-    assert service._composer is None  # stopped with the daemon
+    assert vars(service)["_composer"] is None  # stopped with the daemon
     assert (report.sent, report.failed) == (waiting, 0)
     files = sent_files(app)
     assert all(files[f"{row.message_id}.eml"] == row.raw for row in rows(app))
