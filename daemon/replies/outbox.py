@@ -336,6 +336,14 @@ class Prewriter:
         return self.pool
 
     def after_batch(self) -> None:
+        """Store what was written, hand over what was queued; never raises (a mail not
+        written here is written by the flush)."""
+        try:
+            self._after_batch()
+        except Exception:
+            log.exception("writing queued mail ahead failed; the flush writes it")
+
+    def _after_batch(self) -> None:
         with self.app.db.transaction() as session:
             if self.pool is not None:
                 _store_many(session, self.app, self.pool.take_done())
