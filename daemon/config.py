@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from daemon import verp
+from daemon.addresses import normalize
 from daemon.errors import ConfigError
 
 
@@ -309,6 +311,15 @@ class MailConfig:
     # The same for a whole sender domain; 0 (the default): no limit, since most requesters
     # usually share the company's own domain.
     max_new_tickets_per_domain_hour: int = field(default=0, metadata=spec(int_range(0)))
+    # VERP: each mail's envelope sender is support+<tag>@domain, the tag naming that mail and
+    # recipient unforgeably (daemon/verp.py); a bounce that comes back to it holds exactly that
+    # recipient. Off: the envelope sender is the support address.
+    verp: bool = False
+    # Body text read from one incoming mail (decoded bytes, all text parts together); the
+    # rest is cut at a line end and the cut listed in the mail's defects. The raw mail is
+    # kept whole.
+    max_body_bytes: int = field(default=1024 * 1024,
+                                metadata=spec(int_range(4096, 64 * 1024 * 1024)))
 
 
 @dataclass(frozen=True)
@@ -440,6 +451,16 @@ class Config:
         extra = {m.address.lower() for m in self.imap.mailboxes if m.address}
         return self.support.own_addresses | extra
 
+    @cached_property
+    def own_mailboxes(self) -> frozenset[str]:
+        """:attr:`own_addresses` normalised: ``support+anything@`` (a VERP address, a tag
+        someone wrote) delivers to ``support@`` and is just as much ours."""
+        return frozenset(normalize(a) for a in self.own_addresses)
+
+    def is_own(self, address: str) -> bool:
+        """One of our mailboxes, whatever ``+tag`` it carries."""
+        return normalize(address) in self.own_mailboxes
+
 
 T = TypeVar("T")
 
@@ -569,6 +590,12 @@ def _cross_checks(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [imap] password_env and password_file: set only one")
     if config.smtp.password_env and config.smtp.password_file:
         raise ConfigError(f"{where}: [smtp] password_env and password_file: set only one")
+    if config.mail.verp and not verp.room_for_tag(config.support.address):
+        local = config.support.address.rpartition("@")[0]
+        raise ConfigError(
+            f"{where}: [mail] verp: the local part of [support] address is {len(local)} "
+            f"characters; VERP adds {1 + verp.MAX_TAG} and RFC 5321 allows 64, so expected at "
+            f"most {verp.MAX_LOCAL_PART - 1 - verp.MAX_TAG}")
     if config.attachments.max_bytes > config.attachments.max_message_bytes:
         raise ConfigError(
             f"{where}: [attachments] max_bytes: expected at most max_message_bytes "

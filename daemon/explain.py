@@ -52,6 +52,7 @@ from daemon.errors import ConfigError, Quarantine
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail, is_signature
 from daemon.intake.pipeline import Decision, content_hash, decide, judge_trust
+from daemon.intake.spill import reading_for
 from daemon.models import Base, IntakeRecord, Ticket
 
 __all__ = [
@@ -108,6 +109,7 @@ class Verdict:
     linked_number: str | None = None
     bounced_message_id: str | None = None
     forged: str | None = None   # a trusted server says the From is forged (dmarc=fail)
+    verp: str | None = None     # a bounce to a VERP address: what its tag proves, and why
 
     def __post_init__(self) -> None:
         if self.action not in VERDICTS:
@@ -142,6 +144,8 @@ class Verdict:
                      "bounce (the outgoing message it concerns is not named)")
             text_ += f" of ticket {self.number}" if self.number else " (no ticket found)"
             text_ += f", by rule {self.rule}: {self.reason}"
+            if self.verp:
+                text_ += f"; VERP: {self.verp}"
         else:
             text_ = f"quarantined: {self.reason}"
         if self.forged:
@@ -155,7 +159,7 @@ class Verdict:
                 "participant": self.participant, "trusted": self.trusted,
                 "linked_number": self.linked_number,
                 "bounced_message_id": self.bounced_message_id, "forged": self.forged,
-                "intake_action": self.intake_action}
+                "verp": self.verp, "intake_action": self.intake_action}
 
 
 @dataclass(frozen=True)
@@ -469,7 +473,7 @@ def _from_decision(session: Session, app: App, mail: ParsedMail,
             decision.action, number=decision.related_number, rule=hit.rule, reason=hit.reason,
             header=hit.header, kind=hit.kind,
             bounced_message_id=decision.bounced_message_id if decision.action == "bounce"
-            else None))
+            else None, verp=decision.verp.reason if decision.verp else None))
     thread = decision.verdict
     assert thread is not None
     if decision.action == "follow-up" and thread.ticket_id is not None:
@@ -556,7 +560,7 @@ def explain(app: App, raw: bytes, *, origin: str) -> Explanation:
     mail: ParsedMail | None = None
     reason = ""
     try:
-        mail = parse(raw)
+        mail = parse(raw, reading_for(app.config))  # as intake reads it; stores nothing
     except Quarantine as exc:
         reason = exc.reason
     except Exception as exc:  # as intake: a parser crash quarantines the mail

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from daemon.states import PRIORITIES, Status
+from daemon.verp import new_key as new_verp_key
 
 # Every constraint and index gets a predictable name, so migrations (SQLite batch mode
 # included) can address them.
@@ -277,13 +278,13 @@ class OutboxMail(Base):
     primary_recipient: Mapped[str] = mapped_column(String(998), index=True)  # for the loop brake
     subject: Mapped[str] = mapped_column(Text, default="")
     # The MIME bytes, written at send time from the columns below (replies.writer) and kept,
-    # so a resend after a crash sends the identical mail. Rows queued before migration 0005
+    # so a resend after a crash sends the identical mail. Rows queued before migration 0006
     # have them from the start, and no draft.
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     automatic: Mapped[bool] = mapped_column(default=True)
     # What the mail is written from: the kind's variables as of queue time (kinds.to_json),
     # its locale, the From display name, To and Cc as [{"name", "email"}], the thread and the
-    # ticket's attachments to embed. Null for a row queued with its bytes (before 0005).
+    # ticket's attachments to embed. Null for a row queued with its bytes (before 0006).
     locale: Mapped[str | None] = mapped_column(String(35))
     variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     sender_name: Mapped[str | None] = mapped_column(Text)
@@ -300,6 +301,9 @@ class OutboxMail(Base):
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # The key of this mail's VERP tags (daemon/verp.py): random, never sent; NULL for rows
+    # queued before migration 0005 (they go out with the plain support address).
+    verp_key: Mapped[str | None] = mapped_column(String(32), default=new_verp_key)
 
 
 class Lease(Base):

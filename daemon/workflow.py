@@ -103,9 +103,9 @@ class Process:
     def requester_cc(self, ticket: Ticket) -> tuple[Address, ...]:
         if not self.config.tickets.copy_cc:
             return ()
-        own = self.config.own_addresses
         people = {ticket.handler, *ticket.co_handlers}
-        return tuple(Address("", c) for c in ticket.cc if c not in own and c not in people)
+        return tuple(Address("", c) for c in ticket.cc
+                     if not self.config.is_own(c) and c not in people)
 
     def handler_address(self, email: str) -> Address:
         person = self.directory.person(email)

@@ -31,12 +31,13 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 
 from tnefparse import TNEF
 
+from daemon.blobs import Written
 from daemon.intake.charsets import decode_bytes, decode_header_value, raw_bytes
 from daemon.intake.parsed import SIGNATURE_TYPES, Attachment, CharsetNote
 
@@ -44,6 +45,7 @@ __all__ = [
     "SIGNATURE_TYPES",
     "AttachmentScan",
     "extract_attachments",
+    "is_body_leaf",
     "is_body_part",
     "leaves",
     "safe_filename",
@@ -81,9 +83,17 @@ class AttachmentScan:
     defects: tuple[str, ...] = ()
 
 
+Streamed = Callable[[Message], Written | None]
+
+
+def _in_tree(_part: Message) -> Written | None:
+    return None
+
+
 @dataclass
 class _Collector:
     hints: tuple[str, ...]
+    streamed: Streamed = _in_tree
     attachments: list[Attachment] = field(default_factory=list)
     notes: list[CharsetNote] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
@@ -158,10 +168,17 @@ def leaves(message: Message, defects: list[str] | None = None) -> Iterator[tuple
     shows ``notes.txt`` sent inline as a file, and so do we.
     """
     for part, parent in _walk(message, defects):
-        body = is_body_part(part)
-        if body and parent is not None and parent not in _BODY_PARENTS and _named(part):
-            body = False
-        yield part, body
+        yield part, is_body_leaf(part, parent)
+
+
+def is_body_leaf(part: Message, parent: str | None) -> bool:
+    """Whether a leaf under a ``parent`` of this content type (None: the root) is body text;
+    the rule of :func:`leaves`, also asked of a part's headers alone before parsing
+    (:mod:`daemon.intake.spill`)."""
+    body = is_body_part(part)
+    if body and parent is not None and parent not in _BODY_PARENTS and _named(part):
+        body = False
+    return body
 
 
 def _raw_header(part: Message, name: str) -> str | None:
@@ -291,6 +308,7 @@ def _add(
     inline: bool = False,
     content_id: str | None = None,
     origin: str = "mime",
+    streamed: Written | None = None,
 ) -> None:
     index = len(collector.attachments) + 1
     name = filename or generated_name(content_type, index)
@@ -300,10 +318,11 @@ def _add(
             safe_filename=safe_filename(name, fallback=generated_name(content_type, index)),
             content_type=content_type,
             payload=payload,
-            sha256=hashlib.sha256(payload).hexdigest(),
+            sha256=streamed.sha256 if streamed else hashlib.sha256(payload).hexdigest(),
             inline=inline,
             content_id=content_id,
             origin=origin,
+            streamed=streamed,
         )
     )
 
@@ -357,23 +376,36 @@ def _collect_part(part: Message, position: int, collector: _Collector) -> None:
     filename = _filename(part, where, collector)
     disposition = _disposition(part)
     content_id = _content_id(part)
-    payload = _payload(part)
+    streamed = collector.streamed(part)
+    payload = _payload(part) if streamed is None else b""
     if content_type.startswith("message/") and part.is_multipart():
         forwarded = content_type == "message/rfc822"
         name = filename or (_attached_message_name(part, collector) if forwarded else None)
-        _add(collector, name, content_type, payload, origin="rfc822" if forwarded else "mime")
+        _add(collector, name, content_type, payload, origin="rfc822" if forwarded else "mime",
+             streamed=streamed)
         return
     is_tnef = content_type in TNEF_TYPES or (filename or "").lower() == "winmail.dat"
+    if is_tnef and streamed is not None:
+        collector.defects.append(f"winmail.dat of {streamed.size:,} bytes not unpacked (too "
+                                 "large to read whole); kept as it is")
+        _add(collector, filename or "winmail.dat", "application/ms-tnef", b"",
+             streamed=streamed)
+        return
     if is_tnef:
         _add_tnef(collector, filename, payload)
         return
     inline = disposition == "inline" or (content_id is not None and disposition != "attachment")
-    _add(collector, filename, content_type, payload, inline=inline, content_id=content_id)
+    _add(collector, filename, content_type, payload, inline=inline, content_id=content_id,
+         streamed=streamed)
 
 
-def extract_attachments(message: Message, hints: Iterable[str] = ()) -> AttachmentScan:
-    """Every attachment of ``message`` (inline images, files, attached mail, TNEF contents)."""
-    collector = _Collector(hints=tuple(hints))
+def extract_attachments(message: Message, hints: Iterable[str] = (),
+                        streamed: Streamed = _in_tree) -> AttachmentScan:
+    """Every attachment of ``message`` (inline images, files, attached mail, TNEF contents).
+
+    ``streamed(part)``: what was streamed to the store in place of a part's payload before
+    parsing (:mod:`daemon.intake.spill`); None for a part whose payload is in the tree."""
+    collector = _Collector(hints=tuple(hints), streamed=streamed)
     for position, (part, body) in enumerate(leaves(message, collector.defects), start=1):
         if body:
             continue

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_JUNK_LINES", "repair_header_block"]
+__all__ = ["MAX_JUNK_LINES", "block_end", "repair_header_block"]
 
 MAX_JUNK_LINES = 10
 _BOM = b"\xef\xbb\xbf"
@@ -72,7 +72,7 @@ def repair_header_block(raw: bytes) -> tuple[bytes, list[str]]:
     if raw.startswith(_BOM):
         raw = raw[len(_BOM):]
         repairs.append("header block: byte order mark before the first header removed")
-    head_end = _block_end(raw)
+    head_end = block_end(raw)
     lines = raw[:head_end].split(b"\n")
     if lines and lines[0][:1] in (b" ", b"\t") and _field_name(lines[0].lstrip()) is not None:
         lines[0] = lines[0].lstrip()
@@ -108,7 +108,7 @@ def repair_header_block(raw: bytes) -> tuple[bytes, list[str]]:
     return b"\n".join(lines) + raw[head_end:], repairs
 
 
-def _block_end(raw: bytes) -> int:
+def block_end(raw: bytes) -> int:
     """Offset of the end of the header block: the first blank line after the first header
     (blank lines and junk before it are searched past, up to MAX_JUNK_LINES lines)."""
     position = 0

@@ -16,6 +16,10 @@ The caps (generous for real mail, far below what hurts):
 * :data:`MAX_FIELDS` header fields; past it only the first field of each name in
   :data:`KEEP` is still read (a Subject hidden behind 100,000 junk fields is found).
 
+Below the top level, the MIME structure is capped by :mod:`daemon.intake.spill` (parts,
+nesting, one part's header block: :func:`bounded_part_headers`), which also streams large
+attachments to the store and cuts over-long body text before the parser sees them.
+
 The per-sender budget of new tickets (``[mail] max_new_tickets_per_hour``) is
 :func:`over_budget`: one indexed count query, asked by ``pipeline.decide``.
 """
@@ -37,8 +41,10 @@ __all__ = [
     "MAX_ENCODED_WORDS",
     "MAX_FIELDS",
     "MAX_FIELD_BYTES",
+    "MAX_PART_HEADER_BYTES",
     "Budget",
     "bounded_headers",
+    "bounded_part_headers",
     "over_budget",
 ]
 
@@ -46,6 +52,7 @@ MAX_FIELD_BYTES = 16 * 1024
 MAX_ENCODED_WORDS = 200
 MAX_ADDRESSES = 100
 MAX_FIELDS = 500
+MAX_PART_HEADER_BYTES = 64 * 1024   # one MIME part's header block (real ones: under 1 KiB)
 
 ADDRESS_FIELDS = frozenset({
     b"from", b"to", b"cc", b"bcc", b"reply-to", b"sender", b"resent-from", b"resent-to",
@@ -96,6 +103,33 @@ def bounded_headers(raw: bytes, defects: list[str]) -> bytes:
     if not dropped and not changed:
         return raw
     return b"\r\n".join(kept) + raw[end:]
+
+
+def bounded_part_headers(block: bytes, where: str, defects: list[str]) -> bytes:
+    """A MIME part's header block (its fields with their line ends, no blank line) cut to
+    MAX_PART_HEADER_BYTES: whole fields in order while they fit, then only the first field of
+    each ``Content-*`` name (what the part's type, encoding and file name are read from),
+    each field also within MAX_FIELD_BYTES. ``block`` itself when it is within the cap."""
+    if len(block) <= MAX_PART_HEADER_BYTES:
+        return block
+    kept: list[bytes] = []
+    seen: set[bytes] = set()
+    total = dropped = 0
+    full = False
+    scratch: list[str] = []  # one line in defects for the block, not one per field
+    for field in _fields(block.rstrip(b"\r\n")):
+        name = _name(field)
+        bounded = _bounded_field(field, name, scratch)
+        full = full or total + len(bounded) + 2 > MAX_PART_HEADER_BYTES
+        if not full or (name.startswith(b"content-") and name not in seen):
+            kept.append(bounded)
+            seen.add(name)
+            total += len(bounded) + 2
+        else:
+            dropped += 1
+    defects.append(f"{where}: header block of {len(block):,} bytes, read {total:,} "
+                   f"({dropped:,} fields dropped)")
+    return b"\r\n".join(kept) + b"\r\n"
 
 
 def _fields(block: bytes) -> list[bytes]:

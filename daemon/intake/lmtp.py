@@ -63,8 +63,8 @@ class LmtpHandler:
                 if s.address}
 
     def is_ours(self, address: str) -> bool:
-        mailbox = normalize(address)
-        return any(normalize(own) == mailbox for own in self.app.config.own_addresses)
+        """Our mailbox with any ``+tag`` (a VERP address for bounces, or a tag someone wrote)."""
+        return self.app.config.is_own(address)
 
     async def handle_RCPT(self, server: Any, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -105,7 +105,7 @@ class LmtpHandler:
                             origin_mailbox=spec.label if spec is not None else None,
                             default_team=spec.team if spec is not None else None)
             self._intakes[key] = intake
-        [result] = intake.ingest_batch([RawMail(raw, origin)])
+        [result] = intake.ingest_batch([RawMail(raw, origin, envelope_to=tuple(rcpts))])
         if result.action in ("created", "appended"):
             self.on_delivered()
         return result

@@ -32,6 +32,11 @@ the CPython email test data), it falls short in these places, done here with the
   salvaged (:mod:`daemon.intake.senders`). Every repair is a line in ``defects``.
 * **Undeclared bytes** in headers and file names are read after the body, so the charset the
   body declared or was found in (its language) is the first candidate for them.
+
+Memory. Before any of this, :func:`daemon.intake.spill.slim` streams large attachments to the
+``Reading``'s sink (the attachment store in intake), cuts over-long body text and caps the
+MIME structure on the raw bytes, so neither parser ever holds a big payload: the cost of a mail
+is its raw bytes plus a bounded amount.
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ from daemon.intake.senders import (
     salvage,
     salvage_system_sender,
 )
+from daemon.intake.spill import Reading, slim
 
-__all__ = ["detect_language", "message_ids", "parse"]
+__all__ = ["Reading", "detect_language", "message_ids", "parse"]
 
 log = logging.getLogger(__name__)
 # mail-parser warns "Email content ... not handled" for every non-text part it meets: noise
@@ -109,10 +115,16 @@ _NO_ADDRESSES: tuple[Address, ...] = ()
 _NO_HEADERS: tuple[dict[str, tuple[str, ...]], tuple[CharsetNote, ...]] = ({}, ())
 
 
-def parse(raw: bytes) -> ParsedMail:
-    """Decode one message. Raises :class:`Quarantine` only when ``raw`` is not a mail."""
+def parse(raw: bytes, reading: Reading | None = None) -> ParsedMail:
+    """Decode one message. Raises :class:`Quarantine` only when ``raw`` is not a mail.
+
+    ``reading``: where large attachments are streamed and how much body text is read
+    (default: streamed parts are hashed and counted, not kept)."""
     defects: list[str] = []
-    message = _build(bounded_headers(raw, defects), defects)  # caps: daemon/intake/limits.py
+    slimmed = _guarded("MIME scan", lambda: slim(raw, reading or Reading(), defects), None,
+                       defects)
+    parsed = slimmed.raw if slimmed is not None else raw
+    message = _build(bounded_headers(parsed, defects), defects)  # caps: intake/limits.py
     defects.extend(_parser_defects(message))
     declared = _charset_hints(message)
     body = _guarded("body", lambda: extract_body(message, declared), _EMPTY_BODY, defects)
@@ -122,7 +134,9 @@ def parse(raw: bytes) -> ParsedMail:
                                               if n.used != "us-ascii"))))
     headers, header_notes = _guarded("headers", lambda: _headers(message, hints),
                                      _NO_HEADERS, defects)
-    scan = _guarded("attachments", lambda: extract_attachments(message, hints),
+    streamed = partial(slimmed.streamed, root=message) if slimmed is not None else None
+    scan = _guarded("attachments", lambda: extract_attachments(message, hints, streamed)
+                    if streamed else extract_attachments(message, hints),
                     AttachmentScan(), defects)
     defects.extend(scan.defects)
     from_, to, cc, reply_to = (

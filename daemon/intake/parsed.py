@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from daemon.addresses import Address
+from daemon.blobs import Written
 from daemon.models import SIGNATURE_TYPES, is_signature
 
 __all__ = ["SIGNATURE_TYPES", "Address", "Attachment", "CharsetNote", "ParsedMail", "Report",
@@ -35,7 +36,11 @@ class CharsetNote:
 
 @dataclass(frozen=True)
 class Attachment:
-    """One attachment as found in the mail (before any size limit is applied)."""
+    """One attachment as found in the mail (before any size limit is applied).
+
+    A large one was streamed to the attachment store while the mail was read
+    (:mod:`daemon.intake.spill`): its ``payload`` is then empty and ``streamed`` says its
+    size and whether the store kept it."""
 
     filename: str          # decoded original name, or a generated one ("attachment-1.pdf")
     safe_filename: str     # no separators, no "..", no control chars, <= 150 chars
@@ -45,10 +50,11 @@ class Attachment:
     inline: bool = False   # Content-Disposition inline / referenced by Content-ID
     content_id: str | None = None
     origin: str = "mime"   # "mime" | "tnef" | "rfc822" (a forwarded message kept whole)
+    streamed: Written | None = None
 
     @property
     def size(self) -> int:
-        return len(self.payload)
+        return self.streamed.size if self.streamed is not None else len(self.payload)
 
     @property
     def signature(self) -> bool:

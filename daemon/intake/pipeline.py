@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,10 +38,11 @@ from daemon.commands import Context
 from daemon.commands import mail as handler_mail
 from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
-from daemon.intake import limits, rules, trust
-from daemon.intake.parse import parse
+from daemon.intake import envelope, limits, rules, trust
+from daemon.intake.parse import Reading, parse
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.sources import RawMail
+from daemon.intake.spill import reading_for
 from daemon.intake.threader import ThreadVerdict, bounded, thread
 from daemon.intake.trust import Proof
 from daemon.intents import MailIntent
@@ -77,6 +79,7 @@ class Decision:
     related_ticket_id: int | None = None   # the ticket an auto-reply or bounce concerns
     related_number: str | None = None
     bounced_message_id: str | None = None
+    verp: envelope.VerpVerdict | None = None  # a bounce delivered to a VERP address of ours
     handler: bool = False                 # the sender is a handler (an address in [[teams]])
     proof: Proof | None = None            # for a handler's follow-up: is it really them?
     commands: tuple[str, ...] = ()        # the command lines a proven handler's mail gives
@@ -92,14 +95,36 @@ class Notifier(Protocol):
 
 def content_hash(raw: bytes) -> str:
     """sha256 of the message with line endings normalised (IMAP CRLF vs. file LF)."""
-    return hashlib.sha256(raw.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
+    return _normalised_sha256(raw, 0)
 
 
 def body_hash(raw: bytes) -> str:
     """sha256 of the body alone: the same mail seen in two folders differs only in headers."""
-    normalised = raw.replace(b"\r\n", b"\n")
-    _, _, body = normalised.partition(b"\n\n")
-    return hashlib.sha256(body.rstrip(b"\n")).hexdigest()
+    # The body starts after the first LF LF of the normalised bytes: LF, optional CR, LF.
+    found = _BLANK_LINE.search(raw)
+    return _normalised_sha256(raw, found.end() if found else len(raw))
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_HASH_CHUNK = 1024 * 1024
+
+
+def _normalised_sha256(raw: bytes, start: int) -> str:
+    """sha256 of ``raw[start:]`` with CRLF as LF and trailing LFs dropped, in chunks: a 50 MB
+    mail is hashed without the two or three whole copies ``replace`` and ``rstrip`` made."""
+    digest = hashlib.sha256()
+    view = memoryview(raw)
+    end = len(raw)
+    while end > start and raw[end - 1] == 0x0A:  # trailing line ends (LF or CRLF)
+        end -= 2 if end - 2 >= start and raw[end - 2] == 0x0D else 1
+    at = start
+    while at < end:
+        cut = min(at + _HASH_CHUNK, end)
+        if cut < end and raw[cut - 1] == 0x0D and raw[cut] == 0x0A:
+            cut += 1  # never split a CRLF
+        digest.update(bytes(view[at:cut]).replace(b"\r\n", b"\n"))
+        at = cut
+    return digest.hexdigest()
 
 
 _RULE_CONTEXTS: dict[int, tuple[object, rules.RuleContext]] = {}
@@ -178,8 +203,13 @@ def _related_ticket(session: Session, mail: ParsedMail, numbers_find: Callable[[
     return None
 
 
-def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision:
-    """Everything intake concludes about a message, without writing anything."""
+def decide(session: Session, app: App, mail: ParsedMail, raw: bytes,
+           envelope_to: Sequence[str] = ()) -> Decision:
+    """Everything intake concludes about a message, without writing anything.
+
+    ``envelope_to``: the recipients the server was given (LMTP), where a bounce's VERP
+    address shows best.
+    """
     digest, body = content_hash(raw), body_hash(raw)
     key, seen = _dedup(session, mail, digest, body)
     if seen is not None:
@@ -196,11 +226,17 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes) -> Decision
         action = "bounce" if hit.kind == "bounce" else "ignored"
         if original:
             ids = (original,) if action == "bounce" else (original, *ids)
-        related = _related_ticket(session, mail, app.numbers.find, ids, action == "bounce")
+        tag = envelope.judge(session, mail, envelope_to, app.config.own_mailboxes) if (
+            action == "bounce") else None
+        if tag is not None and tag.proven:
+            # It came back to the address only our mail to that recipient carried.
+            related = session.get(Ticket, tag.ticket_id) if tag.ticket_id else None
+        else:
+            related = _related_ticket(session, mail, app.numbers.find, ids, action == "bounce")
         return Decision(action, key, digest, body, reason=hit.kind if action == "ignored" else
                         hit.reason, hit=hit, related_ticket_id=related.id if related else None,
                         related_number=related.number if related else None,
-                        bounced_message_id=original)
+                        bounced_message_id=original, verp=tag)
     if mail.from_ is None or not mail.from_.email:
         raise Quarantine("no sender address (From, Reply-To and Sender are all missing)")
     sender = mail.from_.email
@@ -285,7 +321,8 @@ class Intake:
         stays where it was, to be tried again.
         """
         db = self.app.ready_db()
-        mails = [parse_or_reason(raw) for raw in raws]
+        reading = reading_for(self.app.config, self._blobs)
+        mails = [parse_or_reason(raw, reading) for raw in raws]
         results: list[IntakeResult] = []
         try:
             with db.transaction() as session:
@@ -311,7 +348,7 @@ class Intake:
         decision: Decision | None = None
         try:
             with session.begin_nested():
-                decision = decide(session, self.app, mail, raw.data)
+                decision = decide(session, self.app, mail, raw.data, raw.envelope_to)
                 step = decision.action
                 return self._act(session, decision, mail, raw)
         except IntegrityError as exc:
@@ -422,8 +459,8 @@ class Intake:
         found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text,
                                          now=mail.date or now)
         number = allocate(session, self.app.numbers, now)
-        own = self.app.config.own_addresses
-        cc = [a.email for a in (*mail.to, *mail.cc) if a.email and a.email not in own]
+        is_own = self.app.config.is_own  # support+anything@ (a VERP address) too
+        cc = [a.email for a in (*mail.to, *mail.cc) if a.email and not is_own(a.email)]
         ticket = tickets.create(
             session, number=number, subject=mail.subject.strip() or "(no subject)",
             requester_name=mail.from_.name, requester_email=mail.from_.email, at=now, cc=cc,
@@ -480,9 +517,13 @@ class Intake:
             elif total + part.size > limits.max_message_bytes:
                 skipped = (f"message total over [attachments] max_message_bytes "
                            f"({total + part.size} > {limits.max_message_bytes})")
-            else:
+            elif part.streamed is None:
                 self._blobs.put(part.payload, part.sha256)
                 total += part.size
+            elif part.streamed.kept and part.sha256 in self._blobs:
+                total += part.size  # streamed to the store while the mail was read
+            else:
+                skipped = "not kept by the attachment store while the mail was read"
             stored.append(Attachment(
                 filename=part.filename, safe_filename=part.safe_filename,
                 content_type=part.content_type, size=part.size, sha256=part.sha256,
@@ -496,37 +537,7 @@ class Intake:
         ticket = session.get(Ticket, decision.related_ticket_id) if (
             decision.related_ticket_id) else None
         if decision.action == "bounce":
-            report = mail.report
-            ours = _our_ticket(session, (decision.bounced_message_id,)) if (
-                decision.bounced_message_id) else None
-            # Only a report about a mail we really sent has effects, and only on the
-            # addresses that mail went to: a forged report cannot silence anyone.
-            sent_to = {r.lower() for r in ours[1].recipients} if ours else set()
-            recipients = [r for r in (report.recipients if report else ()) if r in sent_to]
-            permanent = report.permanent if report else True
-            # A hold needs the machine-readable proof: our tokened Message-ID AND a
-            # Final-/Original-Recipient field naming that mail's recipient. An address merely
-            # written in a bounce's text puts nobody on hold.
-            held = [r for r in (report.named if report else ()) if r in sent_to]
-            if ticket is not None and ours is not None:
-                tickets.record(
-                    session, ticket, at=now, actor=tickets.SYSTEM,
-                    action="delivery-failed" if permanent else "delivery-delayed",
-                    detail=f"{', '.join(recipients) or 'recipient unknown'}: "
-                           f"{(report.status if report else None) or 'no status'} "
-                           f"{(report.diagnostic if report else None) or hit.reason}".strip()
-                           + (f" (our message {decision.bounced_message_id})"
-                              if decision.bounced_message_id else ""))
-            if permanent and ours is not None and ticket is not None and not held:
-                tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
-                               action="note", detail="no address held: the bounce names no "
-                               "recipient of our mail in a Final-Recipient field")
-            if permanent and ours is not None:
-                hold = timedelta(hours=self.app.config.mail.bounce_hold_hours)
-                for address in held:
-                    session.add(Suppression(address=address.lower(), reason=hit.reason, at=now,
-                                            until=now + hold))
-                brake.forget(session)
+            self._bounce(session, decision, mail, ticket)
         elif ticket is not None:
             tickets.record(session, ticket, at=now, actor=mail.from_.email if mail.from_ else
                            tickets.SYSTEM, action=hit.kind,
@@ -535,8 +546,76 @@ class Intake:
         if ticket is not None:
             reason = f"{reason} ({ticket.number})"
         action = "bounce" if decision.action == "bounce" else "ignored"
-        self._log(session, decision, mail, raw, action, ticket, hit.reason)
+        logged = hit.reason
+        if decision.verp is not None:
+            logged = f"{logged}; VERP: {decision.verp.reason}"
+            reason = f"{reason}; VERP: {decision.verp.reason}"
+        self._log(session, decision, mail, raw, action, ticket, logged)
         return IntakeResult(action, ticket.number if ticket else None, reason, mail.message_id)
+
+    def _bounce(self, session: Session, decision: Decision, mail: ParsedMail,
+                ticket: Ticket | None) -> None:
+        """Record a bounce on its ticket and hold the recipient it proves failed, if any.
+
+        Proof, strongest first: it came back to the VERP address of our mail to one
+        recipient (that recipient, whatever the report's text says); else it names one of our
+        tokened Message-IDs AND a Final-/Original-Recipient field names a recipient of that
+        mail. Anything else (an address in the text, a tag that does not verify) holds nobody.
+        """
+        now = self.app.clock.now()
+        hit = decision.hit
+        assert hit is not None
+        report = mail.report
+        permanent = report.permanent if report else True
+        what = (f"{(report.status if report else None) or 'no status'} "
+                f"{(report.diagnostic if report else None) or hit.reason}").strip()
+        tag = decision.verp
+        if tag is not None and tag.proven:
+            assert tag.recipient is not None
+            if ticket is not None:
+                tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                               action="delivery-failed" if permanent else "delivery-delayed",
+                               detail=f"{tag.recipient}: {what} (VERP: {tag.reason})")
+            if permanent:
+                self._hold(session, [tag.recipient], f"{hit.reason} (VERP)")
+            return
+        ours = _our_ticket(session, (decision.bounced_message_id,)) if (
+            decision.bounced_message_id) else None
+        # Only a report about a mail we really sent has effects, and only on the
+        # addresses that mail went to: a forged report cannot silence anyone.
+        sent_to = {r.lower() for r in ours[1].recipients} if ours else set()
+        recipients = [r for r in (report.recipients if report else ()) if r in sent_to]
+        # A hold needs the machine-readable proof: our tokened Message-ID AND a
+        # Final-/Original-Recipient field naming that mail's recipient. An address merely
+        # written in a bounce's text puts nobody on hold.
+        held = [r for r in (report.named if report else ()) if r in sent_to]
+        if ticket is not None and ours is not None:
+            tickets.record(
+                session, ticket, at=now, actor=tickets.SYSTEM,
+                action="delivery-failed" if permanent else "delivery-delayed",
+                detail=f"{', '.join(recipients) or 'recipient unknown'}: {what}"
+                       + (f" (our message {decision.bounced_message_id})"
+                          if decision.bounced_message_id else ""))
+        if ticket is not None and tag is not None:
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="note",
+                           detail=f"the bounce came to a VERP address that proves nothing "
+                                  f"({tag.reason})")
+        if permanent and ours is not None and ticket is not None and not held:
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                           action="note", detail="no address held: the bounce came to no "
+                           "verified VERP address of ours and names no recipient of our mail "
+                           "in a Final-Recipient field")
+        if permanent and ours is not None:
+            self._hold(session, held, hit.reason)
+
+    def _hold(self, session: Session, addresses: list[str], reason: str) -> None:
+        """No automatic mail to ``addresses`` for ``[mail] bounce_hold_hours``."""
+        now = self.app.clock.now()
+        hold = timedelta(hours=self.app.config.mail.bounce_hold_hours)
+        for address in addresses:
+            session.add(Suppression(address=address.lower(), reason=reason, at=now,
+                                    until=now + hold))
+        brake.forget(session)
 
     def _log(self, session: Session, decision: Decision, mail: ParsedMail, raw: RawMail,
              action: str, ticket: Ticket | None, reason: str) -> None:
@@ -581,10 +660,10 @@ class Intake:
         return IntakeResult("quarantined", reason=reason, message_id=message_id)
 
 
-def parse_or_reason(raw: RawMail) -> ParsedMail | str:
+def parse_or_reason(raw: RawMail, reading: Reading | None = None) -> ParsedMail | str:
     """The parsed mail, or why it must be quarantined (the parser never takes intake down)."""
     try:
-        return parse(raw.data)
+        return parse(raw.data, reading)
     except Quarantine as exc:
         return exc.reason
     except Exception as exc:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from daemon.addresses import normalize
 from daemon.intake.parsed import ParsedMail
 from daemon.intake.reports import DELIVERY_STATUS, bounce_evidence
 
@@ -52,12 +53,18 @@ class RuleContext:
     own_addresses: frozenset[str]
     loop_header: str
     loop_value: str
+    own_mailboxes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         lowered = frozenset(address.strip().lower() for address in self.own_addresses)
         object.__setattr__(self, "own_addresses", lowered)
+        object.__setattr__(self, "own_mailboxes", frozenset(normalize(a) for a in lowered))
         if not re.fullmatch(r"[!-9;-~]*", self.loop_header):
             raise ValueError(f"loop_header must be a header name, got {self.loop_header!r}")
+
+    def is_own(self, address: str) -> bool:
+        """One of our mailboxes, whatever ``+tag`` it carries (``support+<VERP tag>@``)."""
+        return normalize(address) in self.own_mailboxes
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ def loop_header(mail: ParsedMail, context: RuleContext) -> Finding | None:
 
 def own_address(mail: ParsedMail, context: RuleContext) -> Finding | None:
     """The mail comes From one of our own support addresses."""
-    if mail.from_ is not None and mail.from_.email.lower() in context.own_addresses:
+    if mail.from_ is not None and mail.from_.email and context.is_own(mail.from_.email):
         return Finding(f"sent from our own address {mail.from_.email}", "From")
     return None
 
@@ -168,7 +175,7 @@ def x_loop(mail: ParsedMail, context: RuleContext) -> Finding | None:
     """X-Loop names one of our addresses or our loop value (procmail/RT-style loop mark)."""
     ours = context.own_addresses | ({context.loop_value.lower()} if context.loop_value else set())
     for value in _values(mail, "x-loop"):
-        if value.strip().lower() in ours or _addresses_in(value) & ours:
+        if value.strip().lower() in ours or any(context.is_own(a) for a in _addresses_in(value)):
             return Finding(f"X-Loop: {value.strip()} (ours)", "X-Loop")
     return None
 

@@ -24,6 +24,9 @@ from daemon.errors import UsageError
 class RawMail:
     data: bytes
     origin: str  # "file:/path", "mbox:/path#3", "maildir:/path/cur/xyz", "stdin"
+    # The envelope recipients the server was given (LMTP RCPT TO); empty when the source
+    # does not know them (then only the MTA's Delivered-To and similar headers tell).
+    envelope_to: tuple[str, ...] = ()
 
 
 def _is_maildir(path: Path) -> bool:

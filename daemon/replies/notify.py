@@ -79,19 +79,19 @@ class Notify:
                 and to and to[0].email == ticket.requester_email:
             to[0] = trigger.reply_to
         auto_sender = bool(intent.to_requester and trigger is not None and trigger.auto_sender)
-        own = self.app.config.own_addresses
+        own = self.app.config.is_own
         if intent.automatic:
             to = [a for a in to if self.may_auto_send(session, ticket, a.email,
                                                       auto_sender=auto_sender)]
         else:
-            to = [a for a in to if a.email.lower() not in own]
+            to = [a for a in to if not own(a.email)]
         if not to:
             return None
         taken = {a.email.lower() for a in to}
         cc = []
         for person in intent.cc:
             email = person.email.lower()
-            if email in taken or email in own:
+            if email in taken or own(email):
                 continue
             if intent.automatic and self.suppression_reason(session, email) is not None:
                 continue
@@ -162,7 +162,7 @@ class Notify:
         cfg = self.app.config
         now = self.app.clock.now()
         address = address.lower()
-        if address in cfg.own_addresses:
+        if cfg.is_own(address):
             return "it is our own address"
         mailbox = normalize(address)
         held, recent = brake.look(session, address, mailbox, now)

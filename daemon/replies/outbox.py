@@ -14,7 +14,7 @@ what is due:
    bytes on the row in a short transaction before sending; a mail that cannot be written
    (template or compose error) is ``failed`` with ``mail-failed`` on the ticket, never
    retried (``ticketd outbox resend ID`` writes it again, e.g. after a template fix). Rows
-   queued before migration 0005 carry their bytes and are sent as they are;
+   queued before migration 0006 carry their bytes and are sent as they are;
 3. send them over one transport connection;
 4. record each outcome in its own transaction: ``sent``; a temporary failure goes back to
    ``queued`` with exponential backoff until ``max_attempts``; a permanent failure (5xx) is
@@ -55,7 +55,7 @@ from daemon.errors import (
 from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
 from daemon.outcomes import FlushReport
-from daemon.replies import brake, kinds
+from daemon.replies import brake, envelopes, kinds
 from daemon.replies.compose import thread_references
 from daemon.replies.composers import Composer, InProcess, WorkerPool
 from daemon.replies.transports import Transport, from_config
@@ -157,6 +157,7 @@ class Claim:
     recipients: list[str]
     taken_from: str | None = None   # a claimer that died mid-send: this is a resend
     taken_until: datetime | None = None  # its claim's end, to restore when given back
+    verp_key: str | None = None          # the key of its VERP tags (replies/envelopes.py)
 
 
 def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim]:
@@ -190,7 +191,7 @@ def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim
             row.claimed_until = now + timedelta(seconds=app.config.smtp.claim_seconds)
             row.attempts += 1
             claims.append(Claim(row.id, row.message_id, row.sender, list(row.recipients),
-                                taken_from, taken_until))
+                                taken_from, taken_until, row.verp_key))
         return claims
 
 
@@ -380,6 +381,13 @@ def write_pending(app: App, composer: Composer | None = None) -> int:
             written += _store(app, composer.write(job)) is not None
 
 
+def _send(app: App, transport: Transport, claim: Claim, raw: bytes) -> dict[str, str]:
+    """Send one mail in its envelopes (one, or one per recipient with ``[mail] verp``)."""
+    return envelopes.send(transport, envelopes.envelopes(
+        app.config, outbox_id=claim.id, sender=claim.sender, recipients=claim.recipients,
+        verp_key=claim.verp_key), raw)
+
+
 def _finish(app: App, row_id: int, *, error: Exception | None = None,
             refused: dict[str, str] | None = None, release: Claim | None = None) -> str:
     """Record one outcome; returns the row's new status. ``release``: never tried (``error``
@@ -479,7 +487,7 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
                     report.failed += 1
                     continue
                 try:
-                    refused = transport.send(claim.sender, claim.recipients, raw)
+                    refused = _send(app, transport, claim, raw)
                 except (TransportUnavailable, ConfigError) as exc:
                     # The server or our configuration (a refused login, a password that
                     # cannot be read), not this mail: give the batch back untried.

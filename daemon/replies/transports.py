@@ -21,6 +21,9 @@ import smtplib
 import ssl
 import tempfile
 from collections.abc import Sequence
+from email import policy
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -51,7 +54,10 @@ class FileTransport:
     """Writes each mail as ``<message-id>.eml`` into a folder: the quick-start backend.
 
     Writing is atomic (temporary file + rename), and the file name comes from the Message-ID,
-    so sending the same mail twice after a crash leaves one file.
+    so sending the same mail twice after a crash leaves one file. The envelope is recorded as
+    a delivering MTA records it: a ``Return-Path`` line with the envelope sender on top. A
+    copy sent to only some of the mail's To/Cc (one envelope per recipient with ``[mail]
+    verp``) is ``<message-id>+<recipients>.eml``, so the copies do not overwrite each other.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -66,21 +72,32 @@ class FileTransport:
         return None
 
     @staticmethod
-    def file_name(raw: bytes) -> str:
+    def file_name(raw: bytes, recipients: Sequence[str] = ()) -> str:
         match = re.search(rb"^Message-ID:\s*<([^>\r\n]+)>", raw, re.IGNORECASE | re.MULTILINE)
         stem = match.group(1).decode("ascii", "replace") if match else "mail"
-        return re.sub(r"[^A-Za-z0-9._@-]", "_", stem)[:200] + ".eml"
+        wanted = {r.strip().lower() for r in recipients}
+        if wanted and wanted != _header_recipients(raw):
+            stem += "+" + ",".join(sorted(wanted))
+        return re.sub(r"[^A-Za-z0-9._@+,-]", "_", stem)[:200] + ".eml"
 
     def send(self, sender: str, recipients: Sequence[str], raw: bytes) -> dict[str, str]:
-        target = self.folder / self.file_name(raw)
+        target = self.folder / self.file_name(raw, recipients)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
+                fh.write(f"Return-Path: <{sender}>\r\n".encode())
                 fh.write(raw)
             os.replace(tmp, target)
         except OSError as exc:
             raise TransportTemporary(f"cannot write {target}: {exc.strerror}") from exc
         return {}
+
+
+def _header_recipients(raw: bytes) -> set[str]:
+    """The addresses of a mail's To and Cc (the whole mail's recipients)."""
+    headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
+    fields = [str(v) for name in ("to", "cc") for v in headers.get_all(name, [])]
+    return {address.strip().lower() for _, address in getaddresses(fields) if address}
 
 
 class SmtpTransport:

@@ -71,3 +71,46 @@ def new_request(i: int, sender: str = "flood@evil.example") -> bytes:
     """An ordinary new request; the i-th of a flood from one sender."""
     return _mail(b"Subject: request %d\r\n" % i, sender=sender.encode(),
                  message_id=b"<flood.%d.%s>" % (i, sender.replace("@", ".").encode()))
+
+
+def many_parts(count: int = 20_000) -> bytes:
+    """A multipart/mixed of ``count`` tiny text parts."""
+    boundary = b"b-many"
+    part = (b"--" + boundary + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            b"part\r\n")
+    body = part * count + b"--" + boundary + b"--\r\n"
+    return _mail(b"Subject: many parts\r\n", body,
+                 content_type=b"multipart/mixed; boundary=\"" + boundary + b"\"")
+
+
+def deep_nesting(depth: int = 200, leaf: bytes = b"deep text\r\n") -> bytes:
+    """``depth`` multipart/mixed parts, each holding the next, a text leaf at the bottom."""
+    inner = b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + leaf
+    for level in range(depth - 1, 0, -1):
+        boundary = b"b-deep-%d" % level
+        inner = (b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n"
+                 b"--" + boundary + b"\r\n" + inner + b"\r\n--" + boundary + b"--\r\n")
+    boundary = b"b-deep-0"
+    body = b"--" + boundary + b"\r\n" + inner + b"\r\n--" + boundary + b"--\r\n"
+    return _mail(b"Subject: deep nesting\r\n", body,
+                 content_type=b"multipart/mixed; boundary=\"" + boundary + b"\"")
+
+
+def huge_part_header(size: int = 5 * 1024 * 1024) -> bytes:
+    """A text body, then an attachment whose header block is ``size`` bytes of X- fields
+    (its Content-Type and file name come after them)."""
+    junk = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 60) for i in range(size // 72))
+    boundary = b"b-header"
+    body = (b"--" + boundary + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee file\r\n"
+            b"--" + boundary + b"\r\n" + junk + b"Content-Type: application/octet-stream\r\n"
+            b"Content-Disposition: attachment; filename=\"after-junk.bin\"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n"
+            + base64.encodebytes(b"payload after a huge header").replace(b"\n", b"\r\n")
+            + b"--" + boundary + b"--\r\n")
+    return _mail(b"Subject: huge part header\r\n", body,
+                 content_type=b"multipart/mixed; boundary=\"" + boundary + b"\"")
+
+
+def attachment_payload(size: int) -> bytes:
+    """The bytes :func:`large_attachment` attaches (to compare with what was stored)."""
+    return bytes(range(256)) * (size // 256)

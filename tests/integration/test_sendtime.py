@@ -111,8 +111,12 @@ def text_of(msg: EmailMessage) -> str:
 
 
 def sent_files(app: App) -> dict[str, bytes]:
+    """What the file backend delivered, by file name, without the ``Return-Path`` line it
+    writes for the envelope sender: the rest is the mail's bytes as sent."""
     folder = Path(app.config.smtp.file_dir)
-    return {p.name: p.read_bytes() for p in folder.glob("*.eml")} if folder.is_dir() else {}
+    found = {p.name: p.read_bytes() for p in folder.glob("*.eml")} if folder.is_dir() else {}
+    return {name: data.split(b"\r\n", 1)[1] if data.startswith(b"Return-Path:") else data
+            for name, data in found.items()}
 
 
 class CrashAfterStore(FileTransport):
@@ -261,11 +265,11 @@ def test_a_crash_after_the_bytes_were_stored_resends_the_identical_mail(
     assert parsed(stored)["Message-ID"] == f"<{first.message_id}>"
 
 
-def test_a_row_queued_before_0005_is_sent_as_it_is(database_url: str, tmp_path: Path) -> None:
+def test_a_row_queued_before_0006_is_sent_as_it_is(database_url: str, tmp_path: Path) -> None:
     database = dbmod.connect(database_url, tmp_path)
     command.upgrade(dbmod._alembic_config(database), "0004")
     raw = (b"From: support@corp.example\r\nTo: a@corp.example\r\nSubject: old\r\n"
-           b"Message-ID: <ticketd.old@corp.example>\r\n\r\nqueued before 0005\r\n")
+           b"Message-ID: <ticketd.old@corp.example>\r\n\r\nqueued before 0006\r\n")
     now = datetime(2023, 10, 27, 1, 0, tzinfo=UTC)
     with database.engine.begin() as conn:
         conn.execute(text(
@@ -280,7 +284,7 @@ def test_a_row_queued_before_0005_is_sent_as_it_is(database_url: str, tmp_path: 
     app = App(from_mapping(data, where="test.toml", base=tmp_path),
               clock=FixedClock(datetime(2023, 10, 27, 2, 0, tzinfo=UTC)))
     try:
-        app.ready_db()  # upgrades to 0005 and later
+        app.ready_db()  # upgrades to 0006 and later
         assert outbox.flush(app).sent == 1
         [row] = rows(app)
         assert row.status == "sent" and row.raw == raw and row.variables is None

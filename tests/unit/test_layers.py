@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("replies",),
     ("app",),
     ("directory", "routing", "classify", "fields", "readtime", "sla", "feedback"),
-    ("tickets", "ticket_numbers", "models", "db", "migrations", "config", "addresses",
+    ("tickets", "ticket_numbers", "models", "db", "migrations", "config", "addresses", "verp",
      "states", "intents", "outcomes", "errors", "clock", "blobs", "logs", "__init__"),
 )
 

@@ -3,10 +3,10 @@
 Issue 15: rendering and composing inside the intake transaction cost a third of intake. A row
 now stores the kind's variables, locale, sender name, To/Cc, thread and attachment ids, and
 ``raw`` is filled when the mail is first sent. Rows queued before this migration keep their
-bytes and no draft: they are sent as they are.
+bytes and no draft: they are sent as they are. (0005 is the VERP key, from a parallel branch.)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -39,7 +39,7 @@ def downgrade() -> None:
     waiting = op.get_bind().execute(sa.text("SELECT count(*) FROM outbox WHERE raw IS NULL"))
     if waiting.scalar_one():
         raise RuntimeError("outbox rows are not written yet: run `ticketd outbox flush` "
-                           "before downgrading below 0005")
+                           "before downgrading below 0006")
     with op.batch_alter_table("outbox") as batch:
         for name in ("locale", *_TEXT, *_JSON):
             batch.drop_column(name)
