@@ -134,8 +134,10 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
             'members = ["adm1@corp.example"]\n', encoding="utf-8")
         # Schema creation is setup, not drain: run it before the clock starts.
         env = {**os.environ, "PYTHONPATH": str(repo), "BENCH_IMAP_PW": PASSWORD}
+        # cwd: `python -c` and `-m` put the working directory first on sys.path, so run each
+        # contender from its own checkout (from this one, a --baseline ran this code).
         subprocess.run([sys.executable, "-m", "daemon", "--config", str(config), "db",
-                        "upgrade"], env=env, check=True, capture_output=True)
+                        "upgrade"], env=env, check=True, capture_output=True, cwd=repo)
         peak = folder / "peak"
         command = [sys.executable, "-c", PEAK, str(peak), "--config", str(config), "poll",
                    "--once"]
@@ -144,7 +146,7 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
             command = [sys.executable, "-m", "pyinstrument", "-r", renderer, "-o", str(profile),
                        "-m", "daemon", *command[4:]]
         started = time.monotonic()
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(command, env=env, cwd=repo, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         assert proc.stderr is not None
         err = proc.stderr.read()

@@ -14,13 +14,16 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
 from daemon import config as configmod
 from daemon.app import App
 from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, TicketdError, UsageError
+
+if TYPE_CHECKING:
+    from daemon.replies.composers import Composer
 
 log = logging.getLogger("ticketd")
 
@@ -241,10 +244,10 @@ def _notifier(app: App) -> Any:
     return Notify(app)
 
 
-def _flush_outbox(app: App) -> None:
+def _flush_outbox(app: App, composer: Composer | None = None) -> None:
     from daemon.replies.outbox import flush
 
-    report = flush(app)
+    report = flush(app, composer=composer)
     if report.attempted:
         print(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed",
               file=sys.stderr)
@@ -321,6 +324,7 @@ def cmd_ingest(app: App, args: argparse.Namespace) -> int:
 
 def cmd_poll(app: App, args: argparse.Namespace) -> int:
     from daemon.intake import imap
+    from daemon.replies import outbox
 
     if not args.once:
         raise UsageError("poll: continuous polling is `ticketd run`; use `ticketd poll --once`")
@@ -329,21 +333,33 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
         raise ConfigError(f"{app.config.path or 'config'}: [imap] host: expected an IMAP server "
                           "to poll, got none")
     failed = 0
-    for spec in specs:
-        try:
-            report = imap.poll_once(app, _intake(app, spec.label, spec.team), spec)
-        except TicketdError as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            print(f"ticketd: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        for result in report.results:
-            print(json.dumps(result.as_dict(), ensure_ascii=False) if args.json
-                  else result.line())
-        if not args.json:
-            print(f"{spec.label}: {len(report.results)} messages", file=sys.stderr)
-    _flush_outbox(app)
+    # The mails intake queues are written by a worker process between batches, so the
+    # other core composes while this one ingests; the final flush then mostly sends.
+    prewriter = outbox.Prewriter(app)
+
+    def after_batch() -> bool:  # poll_once's between-batches hook; never stops the poll
+        prewriter.after_batch()
+        return False
+
+    try:
+        for spec in specs:
+            try:
+                report = imap.poll_once(app, _intake(app, spec.label, spec.team), spec,
+                                        stop=after_batch)
+            except TicketdError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                print(f"ticketd: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            for result in report.results:
+                print(json.dumps(result.as_dict(), ensure_ascii=False) if args.json
+                      else result.line())
+            if not args.json:
+                print(f"{spec.label}: {len(report.results)} messages", file=sys.stderr)
+        _flush_outbox(app, prewriter.composer)
+    finally:
+        prewriter.close()
     return 1 if failed else 0
 
 

@@ -277,8 +277,22 @@ class OutboxMail(Base):
     recipients: Mapped[list[Any]] = mapped_column()
     primary_recipient: Mapped[str] = mapped_column(String(998), index=True)  # for the loop brake
     subject: Mapped[str] = mapped_column(Text, default="")
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # The MIME bytes, written at send time from the columns below (replies.writer) and kept,
+    # so a resend after a crash sends the identical mail. Rows queued before migration 0006
+    # have them from the start, and no draft.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     automatic: Mapped[bool] = mapped_column(default=True)
+    # What the mail is written from: the kind's variables as of queue time (kinds.to_json),
+    # its locale, the From display name, To and Cc as [{"name", "email"}], the thread and the
+    # ticket's attachments to embed. Null for a row queued with its bytes (before 0006).
+    locale: Mapped[str | None] = mapped_column(String(35))
+    variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sender_name: Mapped[str | None] = mapped_column(Text)
+    to_addresses: Mapped[list[Any] | None] = mapped_column(JSON)
+    cc_addresses: Mapped[list[Any] | None] = mapped_column(JSON)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    thread_references: Mapped[list[Any] | None] = mapped_column(JSON)
+    attachment_ids: Mapped[list[Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(10), default="queued")  # queued|sending|sent|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]

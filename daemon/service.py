@@ -63,7 +63,8 @@ from daemon.intake.pipeline import Intake
 from daemon.logs import Outage
 from daemon.metrics import Metrics
 from daemon.outcomes import FlushReport, IntakeResult, PollReport
-from daemon.replies import templates
+from daemon.replies import outbox, templates
+from daemon.replies.composers import WorkerPool
 from daemon.replies.notify import Notify
 from daemon.replies.outbox import flush
 from daemon.replies.transports import Transport
@@ -158,6 +159,7 @@ class Service:
         self._http: HealthServer | None = None
         self._lmtp: LmtpServer | None = None
         self._sweep_keeper: leases.Keeper | None = None
+        self._composer: WorkerPool | None = None
         self._started = False
         root = logging.getLogger("ticketd")
         # Started with --debug (more verbose than the config asks): keep that across SIGHUP.
@@ -264,8 +266,15 @@ class Service:
             return True
 
     def flush(self) -> FlushReport:
-        """Send what is due (safe beside other flushes: rows are claimed one by one)."""
-        report = flush(self.app, self.transport, stop=self._stop.is_set, outage=self.smtp)
+        """Send what is due (safe beside other flushes: rows are claimed one by one).
+
+        Once a backlog of mails to write builds up (``outbox.WORKER_BACKLOG``), they are
+        written in a worker process from then on, so composing takes the other core rather
+        than the intake threads' share of this one."""
+        if self._composer is None and outbox.unwritten(self.app) >= outbox.WORKER_BACKLOG:
+            self._composer = WorkerPool(self.app)
+        report = flush(self.app, self.transport, stop=self._stop.is_set, outage=self.smtp,
+                       composer=self._composer)
         self.metrics.flush(report)
         return report
 
@@ -465,6 +474,7 @@ class Service:
             self._sender.wake()
             self._sender.join(max(0.1, deadline - time.monotonic()))
             self._sender = None
+        self._close_composer()
         if self._sweep_keeper is not None:
             with contextlib.suppress(TicketdError):
                 self._sweep_keeper.release()
@@ -474,6 +484,13 @@ class Service:
         if self._started:
             self._started = False
             log.info("ticketd stopped")
+
+    def _close_composer(self) -> None:
+        """Stop the composing worker (each job names its template directory, so a reload
+        needs no new worker)."""
+        if self._composer is not None:
+            self._composer.close()
+            self._composer = None
 
     def serve(self) -> None:
         """The main thread's loop: wait for a signal; apply SIGHUP reloads."""

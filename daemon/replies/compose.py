@@ -21,15 +21,19 @@ an :class:`email.message.EmailMessage` back; every header rule lives here:
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
+from email.policy import EmailPolicy
+from email.utils import format_datetime
 from types import MappingProxyType
+from typing import Any
 
 from daemon.addresses import Address
 from daemon.replies.templates import RenderedMail
@@ -127,38 +131,44 @@ def compose(
         if name.lower() in _MANAGED or name.lower() == loop_name.lower():
             raise ValueError(f"header {name!r} is set by compose itself")
 
-    msg = EmailMessage(policy=policy.default)
-    msg["Subject"] = " ".join(rendered.subject.split())[:MAX_SUBJECT_CHARS]
+    msg = EmailMessage(policy=_OUTGOING)
+    msg["Subject"] = subject_line(rendered)
     msg["From"] = _mailbox(sender)
     msg["To"] = [_mailbox(a) for a in to] if to else "undisclosed-recipients:;"
     if cc:
         msg["Cc"] = [_mailbox(a) for a in cc]
-    msg["Date"] = date
-    msg["Message-ID"] = f"<{own_id}>"
+    msg["Date"] = _Formatted(format_datetime(date))
+    msg["Message-ID"] = _Formatted(f"<{own_id}>")
     if parent is not None:
-        msg["In-Reply-To"] = f"<{parent}>"
+        msg["In-Reply-To"] = _Formatted(f"<{parent}>")
     chain = thread_references(references, parent)
     if chain:
-        msg["References"] = " ".join(f"<{ref}>" for ref in chain)
+        msg["References"] = _Formatted(_folded(f"<{ref}>" for ref in chain))
     if auto_submitted:
-        msg["Auto-Submitted"] = "auto-replied" if parent is not None else "auto-generated"
-        msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-    msg[loop_name] = loop_value
+        msg["Auto-Submitted"] = _Formatted(
+            "auto-replied" if parent is not None else "auto-generated")
+        msg["X-Auto-Response-Suppress"] = _Formatted("OOF, AutoReply")
+    msg[loop_name] = _formatted_if_plain(loop_value)
     for name, value in extras.items():
         msg[name] = value
-    msg["MIME-Version"] = "1.0"
+    msg["MIME-Version"] = _Formatted("1.0")
 
     _set_text(msg, rendered.text, "plain")
     if rendered.html is not None:
-        alternative = EmailMessage(policy=policy.default)
+        alternative = EmailMessage(policy=_OUTGOING)
         _set_text(alternative, rendered.html, "html")
         msg.make_alternative()
         msg.attach(alternative)
+        msg.set_boundary(_boundary())
     for attachment in attachments:
         maintype, subtype = _split_type(attachment.content_type)
-        msg.add_attachment(
-            attachment.payload, maintype=maintype, subtype=subtype, filename=attachment.filename
-        )
+        # The headers from the library (RFC 2231 file name), the base64 from one C call: the
+        # library (and base64.encodebytes) encode 57 bytes per Python call.
+        msg.add_attachment(b"", maintype=maintype, subtype=subtype,
+                           filename=attachment.filename)
+        *_, file_part = msg.iter_parts()
+        file_part.set_payload(_base64_lines(attachment.payload))
+        msg.set_boundary(_boundary())
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]  # only the top level carries it
@@ -167,6 +177,63 @@ def compose(
         if size > max_bytes:
             raise ValueError(f"the mail would be {size} bytes, over the cap of {max_bytes}")
     return msg
+
+
+class _Formatted(str):
+    """A header value compose formats itself: printable ASCII, each line within 78
+    characters (ids, a date, fixed tokens). Stored as it is, where the default policy would
+    parse it into a header object only to fold it back into the same text."""
+
+
+class _OutgoingPolicy(EmailPolicy):
+    """``policy.default``, except that a :class:`_Formatted` value is stored unparsed."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if isinstance(value, _Formatted):
+            return name, str(value)
+        return super().header_store_parse(name, value)
+
+
+_OUTGOING = _OutgoingPolicy()
+
+
+def _formatted_if_plain(value: str) -> str:
+    """``value`` as a :class:`_Formatted` when it needs no encoding or folding, else as is."""
+    if value.isascii() and value.isprintable() and len(value) < 60 and value == value.strip():
+        return _Formatted(value)
+    return value
+
+
+def _folded(ids: Iterable[str]) -> str:
+    """Ids joined by spaces, a line break before one that would pass 78 characters."""
+    lines = [len("References: ")]
+    text = ""
+    for item in ids:
+        if text and lines[-1] + 1 + len(item) > 78:
+            text += "\n " + item
+            lines.append(1 + len(item))
+        else:
+            text += (" " if text else "") + item
+            lines[-1] += (1 if len(text) > len(item) else 0) + len(item)
+    return text
+
+
+def _base64_lines(payload: bytes) -> str:
+    """``payload`` in base64, 76 characters a line (RFC 2045), as the library writes it."""
+    text = base64.b64encode(payload).decode("ascii")
+    return "".join(text[i:i + 76] + "\n" for i in range(0, len(text), 76))
+
+
+def _boundary() -> str:
+    """A MIME boundary that no body part can contain: ``=_`` never occurs in base64 or
+    quoted-printable output, and 7bit text would have to hold 128 random bits. Given up
+    front, the generator need not scan the whole text for a collision."""
+    return f"=_ticketd_{secrets.token_hex(16)}"
+
+
+def subject_line(rendered: RenderedMail) -> str:
+    """The Subject as sent: one line, at most :data:`MAX_SUBJECT_CHARS` characters."""
+    return " ".join(rendered.subject.split())[:MAX_SUBJECT_CHARS]
 
 
 def _size_bound(rendered: RenderedMail, attachments: Sequence[OutgoingAttachment]) -> int:
@@ -255,6 +322,7 @@ __all__ = [
     "OutgoingAttachment",
     "compose",
     "make_message_id",
+    "subject_line",
     "thread_references",
     "to_bytes",
     "token_of",

@@ -13,9 +13,11 @@ which need no database.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 
 from daemon.addresses import Address
@@ -444,3 +446,88 @@ _EN_BY_KIND: dict[str, dict[str, object]] = {
         ),
     },
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# The variables as JSON: an outbox row stores them at queue time, the mail is written from them
+# at send time (:mod:`daemon.replies.writer`), so it says what was true when it was queued.
+#
+# Written by each field's declared type, so the JSON stays plain and readable in the database:
+# a datetime is its ISO 8601 text with the offset it was given in (the support zone), a
+# timedelta its seconds, a nested value object a mapping of its fields, a tuple a list.
+# A dozen lines for the handful of types kinds use; a validation library (pydantic, cattrs)
+# would be a new dependency with a start-up cost on every `poll --once`, for no more safety.
+
+
+def to_json(obj: MailKind) -> dict[str, Any]:
+    """The variables of a kind instance as a JSON-ready mapping (the kind itself not included)."""
+    return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def from_json(kind: str, data: Mapping[str, Any], zone: tzinfo | None = None) -> MailKind:
+    """The kind instance :func:`to_json` wrote; ValueError when the data does not fit the kind
+    (a variable missing or of another type, e.g. a row queued before a kind changed).
+
+    ``zone``: times are given in it (the support zone), so ``%Z`` names it as it did at queue
+    time rather than as a bare offset.
+    """
+    cls = kind_class(kind)
+    hints = _hints(cls)
+    try:
+        values = {name: _decode(hints[name], value) for name, value in data.items()}
+        if zone is not None:
+            values = {name: v.astimezone(zone) if isinstance(v, datetime) else v
+                      for name, v in values.items()}
+        return cls(**values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"the stored variables of a {kind} mail do not fit the kind: "
+                         f"{type(exc).__name__}: {exc}") from None
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    found = _HINTS.get(cls)
+    if found is None:
+        found = _HINTS[cls] = typing.get_type_hints(cls)
+    return found
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(hint: Any, value: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):  # X | None
+        if value is None:
+            return None
+        return _decode(next(a for a in args if a is not type(None)), value)
+    if hint is datetime:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError(f"a stored time has no offset: {value!r}")
+        return parsed
+    if hint is timedelta:
+        return timedelta(seconds=float(value))
+    if origin is tuple:
+        return tuple(_decode(args[0], v) for v in value)
+    if origin is Mapping or origin is dict:
+        return {str(k): _decode(args[1], v) for k, v in dict(value).items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        inner = _hints(hint)
+        return hint(**{k: _decode(inner[k], v) for k, v in dict(value).items()})
+    if hint in (str, int, bool) and not isinstance(value, hint):
+        raise TypeError(f"expected {hint.__name__}, got {type(value).__name__}")
+    return value

@@ -2,8 +2,9 @@
 
 The process (:mod:`daemon.workflow`) returns :class:`~daemon.workflow.MailIntent` values; the
 act layer (intake, a command) hands them to :meth:`Notify.deliver` inside its transaction. Each
-intent is rendered, composed and queued in the outbox right there, so it commits (or rolls
-back) with the ticket change.
+intent is queued in the outbox right there, as what its mail is written from (the kind's
+variables as of now, addressing, thread, the Message-ID chosen now), so it commits (or rolls
+back) with the ticket change; the mail itself is written when it is sent.
 
 No automatic mail ever goes to: an automatic sender (intake tells us through the
 :class:`Trigger`), one of our own addresses, an address that bounced permanently within
@@ -22,22 +23,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.errors import MessageError
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon import tickets
 from daemon.addresses import Address, normalize
 from daemon.app import App
-from daemon.blobs import BlobStore
 from daemon.clock import format_time
-from daemon.errors import TemplateError
 from daemon.intents import MailIntent
-from daemon.models import Attachment, OutboxMail, Ticket
-from daemon.replies import brake, kinds, templates
-from daemon.replies.compose import OutgoingAttachment, compose, make_message_id
+from daemon.models import OutboxMail, Ticket
+from daemon.replies import brake, kinds
+from daemon.replies.compose import make_message_id
 from daemon.replies.outbox import enqueue
 
 log = logging.getLogger("ticketd.notify")
@@ -62,7 +59,6 @@ class Notify:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._blobs = BlobStore(app.attachments_dir)
 
     # ---------------------------------------------------------------- intents -> outbox
 
@@ -184,64 +180,22 @@ class Notify:
              in_reply_to: str | None, references: Sequence[str], *,
              cc: Sequence[Address] = (), automatic: bool = True,
              sender_name: str | None = None,
-             attachment_ids: Sequence[int] = ()) -> OutboxMail | None:
-        """Render, compose and queue one mail; a template failure is logged, never raised."""
+             attachment_ids: Sequence[int] = ()) -> OutboxMail:
+        """Queue one mail: its variables and addressing now, its Message-ID now; the template
+        is rendered and the MIME composed when it is sent (:mod:`daemon.replies.writer`),
+        where a template or compose failure is recorded on the ticket as ``mail-failed``."""
         cfg = self.app.config
-        try:
-            rendered = templates.store(self.app).render(obj.kind, obj.locale, obj)
-        except TemplateError as exc:
-            tickets.record(session, ticket, at=self.app.clock.now(), actor=tickets.SYSTEM,
-                           action="mail-failed", detail=f"{obj.kind} mail not sent: {exc}")
-            log.error("%s: %s mail not rendered: %s", ticket.number, obj.kind, exc)
-            return None
-        if rendered.fallback:  # a broken site template: written from the last good or packaged
-            tickets.record(session, ticket, at=self.app.clock.now(), actor=tickets.SYSTEM,
-                           action="mail-template-fallback", detail=rendered.fallback)
         message_id, _token = make_message_id(cfg.support.domain)
         now = self.app.clock.now()
-        try:
-            msg = compose(rendered, sender=Address(sender_name or cfg.support.name,
-                                                   cfg.support.address),
-                          to=to, cc=cc, message_id=message_id, in_reply_to=in_reply_to,
-                          references=references, date=now, auto_submitted=automatic,
-                          loop_header=(cfg.mail.loop_header, cfg.support.address),
-                          attachments=self._files(session, attachment_ids),
-                          max_bytes=cfg.mail.max_outgoing_bytes)
-        except (ValueError, MessageError, OSError) as exc:
-            # e.g. a non-ASCII address: the ticket stands, the mail is recorded as not sent.
-            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
-                           action="mail-failed", detail=f"{obj.kind} mail not sent: {exc}")
-            log.error("%s: %s mail not composed: %s", ticket.number, obj.kind, exc)
-            return None
-        everyone = [a.email for a in (*to, *cc)]
-        row = enqueue(session, ticket=ticket, kind=obj.kind, msg=msg,
-                      recipients=everyone, text=rendered.text, html=rendered.html,
-                      at=now, automatic=automatic)
+        row = enqueue(session, ticket=ticket, mail=obj, message_id=message_id,
+                      sender=Address(sender_name or cfg.support.name, cfg.support.address),
+                      to=to, cc=cc, in_reply_to=in_reply_to, references=references, at=now,
+                      automatic=automatic, attachment_ids=attachment_ids)
         tickets.record(session, ticket, at=now, actor=tickets.SYSTEM, action="mail-queued",
                        detail=f"{obj.kind} mail to {', '.join(a.email for a in to)}"
                               + (f", cc {', '.join(a.email for a in cc)}" if cc else "")
                               + f" ({message_id})")
         return row
-
-    def _files(self, session: Session, ids: Sequence[int]) -> list[OutgoingAttachment]:
-        if not ids:
-            return []
-        rows = session.scalars(select(Attachment).where(Attachment.id.in_(ids))
-                               .order_by(Attachment.id))
-        # base64 adds a third; a quarter of the cap is left for the text and the headers
-        budget = self.app.config.mail.max_outgoing_bytes * 3 // 4 * 3 // 4
-        files: list[OutgoingAttachment] = []
-        for a in rows:
-            if a.skipped is not None or a.sha256 not in self._blobs:
-                continue
-            if a.size > budget:
-                log.info("attachment %s (%d bytes) left out: over [mail] max_outgoing_bytes",
-                         a.safe_filename, a.size)
-                continue
-            budget -= a.size
-            files.append(OutgoingAttachment(a.safe_filename or a.filename, a.content_type,
-                                            self._blobs.get(a.sha256)))
-        return files
 
     def _base(self, ticket: Ticket, locale: str) -> dict[str, str]:
         cfg = self.app.config.support

@@ -1,13 +1,22 @@
 """The transactional outbox: mail is queued with the change that causes it, sent afterwards.
 
-:func:`enqueue` adds the composed bytes in the caller's transaction: if that rolls back there
-is no mail, if it commits the mail will go. :func:`flush` delivers what is due:
+:func:`enqueue` adds a row in the caller's transaction: if that rolls back there is no mail,
+if it commits the mail will go. The row holds what the mail is written from (the kind, its
+variables as of now, addressing, thread, attachment ids) and the Message-ID chosen now; no
+template is rendered and no MIME built inside the caller's transaction. :func:`flush` delivers
+what is due:
 
 1. claim due rows in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
    instances never take the same row; SQLite serialises writers anyway), marking them
    ``sending`` with a lease;
-2. send them over one transport connection;
-3. record each outcome in its own transaction: ``sent``; a temporary failure goes back to
+2. write each claimed mail not written yet (:mod:`daemon.replies.writer`, through a
+   :mod:`~daemon.replies.composers` composer that may run in another process) and store its
+   bytes on the row in a short transaction before sending; a mail that cannot be written
+   (template or compose error) is ``failed`` with ``mail-failed`` on the ticket, never
+   retried (``ticketd outbox resend ID`` writes it again, e.g. after a template fix). Rows
+   queued before migration 0006 carry their bytes and are sent as they are;
+3. send them over one transport connection;
+4. record each outcome in its own transaction: ``sent``; a temporary failure goes back to
    ``queued`` with exponential backoff until ``max_attempts``; a permanent failure (5xx) is
    ``failed`` at once and logged on the ticket.
 
@@ -17,9 +26,9 @@ about a mail: the first failed connection ends the flush, every claimed row goes
 once when it starts and summarised once per flush while it lasts (:class:`~daemon.logs.Outage`
 shared across flushes by the caller), never once per mail.
 
-A process killed between 2 and 3 leaves the row ``sending`` with an expired lease: the next
-flush sends the same bytes again, with the same Message-ID, so a recipient's mail client shows
-one message, never a new one.
+A process killed between 3 and 4 leaves the row ``sending`` with an expired lease: the next
+flush sends the same stored bytes again, with the same Message-ID, so a recipient's mail
+client shows one message, never a new one.
 """
 
 from __future__ import annotations
@@ -27,16 +36,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from daemon import tickets
-from daemon.addresses import normalize
+from daemon.addresses import Address, normalize
 from daemon.app import App
 from daemon.errors import (
     ConfigError,
@@ -47,13 +55,16 @@ from daemon.errors import (
 from daemon.logs import Outage
 from daemon.models import Message, OutboxMail, Ticket
 from daemon.outcomes import FlushReport
-from daemon.replies import brake, envelopes
-from daemon.replies.compose import to_bytes
+from daemon.replies import brake, envelopes, kinds
+from daemon.replies.compose import thread_references
+from daemon.replies.composers import Composer, InProcess, WorkerPool
 from daemon.replies.transports import Transport, from_config
+from daemon.replies.writer import Job, Unwritable, Written, job_of
 
 log = logging.getLogger("ticketd.outbox")
 
 MAX_BACKOFF = timedelta(hours=6)
+WRITE_AHEAD = 8  # mails a composer may write ahead of the one being sent
 STATUSES = ("queued", "sending", "sent", "failed")
 
 
@@ -70,38 +81,46 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}"
 
 
-def enqueue(session: Session, *, ticket: Ticket | None, kind: str, msg: EmailMessage,
-            recipients: list[str], text: str, html: str | None, at: datetime,
-            automatic: bool = True) -> OutboxMail:
-    """Queue a composed mail and record it on the ticket as an outgoing message."""
-    message_id = str(msg["Message-ID"]).strip().strip("<>")
-    raw = to_bytes(msg)
-    row = OutboxMail(ticket_id=ticket.id if ticket else None, kind=kind,
-                     message_id=message_id, sender=_addr_spec(str(msg["From"])),
-                     recipients=recipients, primary_recipient=normalize(recipients[0]),
-                     subject=str(msg["Subject"]), raw=raw,
-                     automatic=automatic, status="queued", attempts=0, next_attempt_at=at,
-                     created_at=at)
+def enqueue(session: Session, *, ticket: Ticket | None, mail: kinds.MailKind,
+            message_id: str, sender: Address, to: Sequence[Address],
+            cc: Sequence[Address] = (), in_reply_to: str | None = None,
+            references: Sequence[str] = (), at: datetime, automatic: bool = True,
+            attachment_ids: Sequence[int] = ()) -> OutboxMail:
+    """Queue a mail as what it is written from, and record it on the ticket as an outgoing
+    message. Nothing is rendered or composed here (:mod:`daemon.replies.writer` does that at
+    send time); the Message-ID is chosen now, so later mails thread onto it and a resend
+    after a crash carries it."""
+    parent = thread_references((), in_reply_to)
+    chain = thread_references(references, in_reply_to)
+    recipients = [a.email for a in (*to, *cc)]
+    row = OutboxMail(ticket_id=ticket.id if ticket else None, kind=mail.kind,
+                     message_id=message_id, sender=sender.email, recipients=recipients,
+                     primary_recipient=normalize(recipients[0]), subject=mail.subject,
+                     raw=None, automatic=automatic, status="queued", attempts=0,
+                     next_attempt_at=at, created_at=at, locale=mail.locale,
+                     variables=kinds.to_json(mail), sender_name=sender.name,
+                     to_addresses=[_person(a) for a in to], cc_addresses=[_person(a) for a in cc],
+                     in_reply_to=parent[0] if parent else None, thread_references=chain,
+                     attachment_ids=list(attachment_ids))
     session.add(row)
     if automatic:
         brake.queued(session, row.primary_recipient)
     if ticket is not None:
+        # The ticket's copy of the mail exists from now on (threading, `tickets show`); its
+        # subject and text are the written ones once the mail is written (_store_written).
         session.add(Message(
-            ticket=ticket, direction="out", kind=kind, message_id=message_id,
-            dedup_key=message_id, in_reply_to=str(msg["In-Reply-To"] or "").strip("<> ") or None,
-            references=str(msg["References"] or "").replace("<", "").replace(">", "").split(),
-            from_name=msg["From"].addresses[0].display_name if msg["From"].addresses else "",
-            from_email=row.sender, to=[{"name": "", "email": r} for r in recipients], cc=[],
-            subject=str(msg["Subject"]), date=at, body_text=text, body_html=html, new_text=text,
-            quoted_text="", raw=None, raw_sha256=None, origin=f"outbox:{kind}", trusted=True,
-            created_at=at))
+            ticket=ticket, direction="out", kind=mail.kind, message_id=message_id,
+            dedup_key=message_id, in_reply_to=row.in_reply_to, references=chain,
+            from_name=sender.name, from_email=sender.email,
+            to=[{"name": "", "email": r} for r in recipients], cc=[],
+            subject=mail.subject, date=at, body_text="", body_html=None, new_text="",
+            quoted_text="", raw=None, raw_sha256=None, origin=f"outbox:{mail.kind}",
+            trusted=True, created_at=at))
     return row
 
 
-def _addr_spec(header: str) -> str:
-    from email.utils import parseaddr
-
-    return parseaddr(header)[1]
+def _person(address: Address) -> dict[str, str]:
+    return {"name": address.name, "email": address.email}
 
 
 def _due(now: datetime, force: bool) -> ColumnElement[bool]:
@@ -176,11 +195,190 @@ def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim
         return claims
 
 
-def _raw(app: App, row_id: int) -> bytes:
-    """The bytes of one claimed mail, read just before it is sent."""
+def _raw(app: App, row_id: int) -> bytes | None:
+    """The bytes of one claimed mail, read just before it is sent (None: not written yet)."""
     with app.db.transaction() as session:
-        return bytes(session.execute(select(OutboxMail.raw).where(
-            OutboxMail.id == row_id)).scalar_one())
+        raw = session.execute(select(OutboxMail.raw).where(OutboxMail.id == row_id)).scalar_one()
+        return None if raw is None else bytes(raw)
+
+
+def _jobs(app: App, claimed: Sequence[Claim]) -> dict[int, Job]:
+    """The claimed rows whose mail is not written yet, as jobs for a composer."""
+    with app.db.transaction() as session:
+        rows = session.scalars(select(OutboxMail).options(defer(OutboxMail.raw)).where(
+            OutboxMail.id.in_([c.id for c in claimed]), OutboxMail.raw.is_(None),
+            OutboxMail.variables.is_not(None)))
+        return {row.id: job_of(app, session, row) for row in rows}
+
+
+def _store(app: App, result: Written | Unwritable) -> bytes | None:
+    """Keep a written mail on its row before it is sent (a resend after a crash sends these
+    bytes), with its subject and text on the ticket's copy. An unwritable one fails its row
+    for good and says why on the ticket: no retry would write it either. Returns the bytes
+    to send, or None."""
+    with app.db.transaction() as session:
+        return _store_in(session, app, result)
+
+
+def _store_in(session: Session, app: App, result: Written | Unwritable) -> bytes | None:
+    now = app.clock.now()
+    if isinstance(result, Unwritable):
+        row = session.get(OutboxMail, result.row_id, options=[defer(OutboxMail.raw)])
+        assert row is not None
+        row.status, row.last_error = "failed", result.reason
+        row.claimed_by, row.claimed_until = None, None
+        log.error("outbox %s (%s): %s", row.id, row.message_id, result.reason)
+        ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+        if ticket is not None:
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                           action="mail-failed", detail=result.reason)
+        return None
+    stored = session.execute(
+        update(OutboxMail).where(OutboxMail.id == result.row_id, OutboxMail.raw.is_(None))
+        .values(raw=result.raw, subject=result.subject)
+        .returning(OutboxMail.ticket_id, OutboxMail.message_id)
+        .execution_options(synchronize_session=False)).one_or_none()
+    if stored is None:  # written meanwhile (a claim taken over): those bytes are the mail
+        raw = session.execute(select(OutboxMail.raw).where(
+            OutboxMail.id == result.row_id)).scalar_one()
+        return None if raw is None else bytes(raw)
+    session.execute(
+        update(Message).where(Message.dedup_key == stored.message_id,
+                              Message.direction == "out")
+        .values(subject=result.subject, body_text=result.text, body_html=result.html,
+                new_text=result.text)
+        .execution_options(synchronize_session=False))
+    if result.fallback and stored.ticket_id is not None:
+        ticket = session.get(Ticket, stored.ticket_id)
+        assert ticket is not None
+        tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                       action="mail-template-fallback", detail=result.fallback)
+    return result.raw
+
+
+def _store_many(session: Session, app: App, results: Sequence[Written | Unwritable]) -> None:
+    """:func:`_store_in` for many mails in a few statements (executemany): a backlog's worth
+    of mails written between two intake batches."""
+    written = {r.row_id: r for r in results if isinstance(r, Written)}
+    for result in results:
+        if isinstance(result, Unwritable):
+            _store_in(session, app, result)
+    if not written:
+        return
+    # Only rows still without bytes: a flush elsewhere may have written and sent one.
+    open_rows = session.execute(select(OutboxMail.id, OutboxMail.message_id,
+                                       OutboxMail.ticket_id).where(
+        OutboxMail.id.in_(list(written)), OutboxMail.raw.is_(None))).all()
+    if not open_rows:
+        return
+    # Core statements: the ORM's bulk UPDATE matches by primary key only, and the guard needs
+    # ``raw IS NULL`` too.
+    tables = OutboxMail.metadata.tables
+    outbox_table, messages_table = tables[OutboxMail.__tablename__], tables[Message.__tablename__]
+    session.execute(
+        update(outbox_table).where(outbox_table.c.id == bindparam("row_id"),
+                                   outbox_table.c.raw.is_(None))
+        .values(raw=bindparam("raw"), subject=bindparam("subject")),
+        [{"row_id": r.id, "raw": written[r.id].raw, "subject": written[r.id].subject}
+         for r in open_rows])
+    session.execute(
+        update(messages_table).where(messages_table.c.dedup_key == bindparam("key"),
+                                     messages_table.c.direction == "out")
+        .values(subject=bindparam("subject"), body_text=bindparam("text"),
+                body_html=bindparam("html"), new_text=bindparam("text")),
+        [{"key": r.message_id, "subject": written[r.id].subject, "text": written[r.id].text,
+          "html": written[r.id].html} for r in open_rows])
+    now = app.clock.now()
+    for r in open_rows:
+        fallback = written[r.id].fallback
+        if fallback and r.ticket_id is not None:
+            ticket = session.get(Ticket, r.ticket_id)
+            assert ticket is not None
+            tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
+                           action="mail-template-fallback", detail=fallback)
+
+
+def _unwritten(after_id: int = 0) -> Select[OutboxMail]:
+    return select(OutboxMail).options(defer(OutboxMail.raw)).where(
+        OutboxMail.id > after_id, OutboxMail.status == "queued", OutboxMail.raw.is_(None),
+        OutboxMail.variables.is_not(None)).order_by(OutboxMail.id)
+
+
+WORKER_BACKLOG = 20  # mails waiting to be written before a worker process is worth starting
+
+
+def unwritten(app: App) -> int:
+    """How many queued mails are not written yet."""
+    with app.ready_db().transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(OutboxMail).where(
+            OutboxMail.status == "queued", OutboxMail.raw.is_(None),
+            OutboxMail.variables.is_not(None))) or 0)
+
+
+class Prewriter:
+    """Writes queued mail while intake goes on, so the flush after it mostly just sends.
+
+    ``poll --once`` calls :meth:`after_batch` after each committed intake batch, in its own
+    thread: the mails the worker process has written since are stored (one short transaction,
+    so every database write stays in this process and between batches), and the mails queued
+    since are handed to the worker. The worker pool starts only once ``threshold`` mails are
+    waiting: a poll that brings a few mails does not pay for a process. The final flush is
+    given :attr:`composer`, which hands over what is still being written.
+    """
+
+    def __init__(self, app: App, threshold: int = WORKER_BACKLOG) -> None:
+        self.app = app
+        self.threshold = threshold
+        self.pool: WorkerPool | None = None
+        self._after_id = 0
+
+    @property
+    def composer(self) -> Composer | None:
+        return self.pool
+
+    def after_batch(self) -> None:
+        """Store what was written, hand over what was queued; never raises (a mail not
+        written here is written by the flush)."""
+        try:
+            self._after_batch()
+        except Exception:
+            log.exception("writing queued mail ahead failed; the flush writes it")
+
+    def _after_batch(self) -> None:
+        with self.app.db.transaction() as session:
+            if self.pool is not None:
+                _store_many(session, self.app, self.pool.take_done())
+            rows = list(session.scalars(_unwritten(self._after_id)))
+            if self.pool is None and len(rows) < self.threshold:
+                return
+            jobs = [job_of(self.app, session, row) for row in rows]
+        if rows:
+            self._after_id = rows[-1].id
+        if self.pool is None:
+            self.pool = WorkerPool(self.app)
+        self.pool.prepare(jobs)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+def write_pending(app: App, composer: Composer | None = None) -> int:
+    """Write every queued mail that is not written yet and store its bytes, without sending
+    (a flush would do the same just before sending). Returns how many were written; one that
+    cannot be written is failed as a flush would fail it."""
+    composer = composer or InProcess(app)
+    written, after = 0, 0
+    while True:
+        with app.ready_db().transaction() as session:
+            jobs = [job_of(app, session, row)
+                    for row in session.scalars(_unwritten(after).limit(100))]
+        if not jobs:
+            return written
+        after = jobs[-1].row_id
+        composer.prepare(jobs)
+        for job in jobs:
+            written += _store(app, composer.write(job)) is not None
 
 
 def _send(app: App, transport: Transport, claim: Claim, raw: bytes) -> dict[str, str]:
@@ -253,26 +451,41 @@ def _finish(app: App, row_id: int, *, error: Exception | None = None,
 
 def flush(app: App, transport: Transport | None = None, *, limit: int | None = None,
           force: bool = False, stop: Callable[[], bool] | None = None,
-          outage: Outage | None = None) -> FlushReport:
+          outage: Outage | None = None, composer: Composer | None = None) -> FlushReport:
     """Send every due mail now (``force``: ignore retry backoff).
 
-    Stops at the first connection that fails (one try per flush, whatever the queue holds),
-    or between batches when ``stop()`` says so. ``outage`` carries the state of an SMTP
-    outage from one flush to the next (the daemon keeps one); without it the outage is
-    logged as new.
+    A mail not written yet is written first (``composer``, by default in this process) and
+    its bytes stored on the row before it is sent. Stops at the first connection that fails
+    (one try per flush, whatever the queue holds), or between batches when ``stop()`` says
+    so. ``outage`` carries the state of an SMTP outage from one flush to the next (the
+    daemon keeps one); without it the outage is logged as new.
     """
     report = FlushReport()
     worker = worker_id()
     batch_size = limit or app.config.smtp.batch_size
     transport = transport or from_config(app.config.smtp)
     outage = outage or Outage(log, "smtp")
+    composer = composer or InProcess(app)
     while True:
         claimed = _claim(app, worker, batch_size, force)
         if not claimed:
             break
+        jobs = _jobs(app, claimed)
         with transport:
             for index, claim in enumerate(claimed):
-                raw = _raw(app, claim.id)  # the database, not this mail, if it fails
+                # a few mails ahead: a worker writes them while this one is sent, and a
+                # batch of mails with big attachments never sits in memory at once
+                composer.prepare(jobs[c.id] for c in claimed[index:index + WRITE_AHEAD]
+                                 if c.id in jobs)
+                job = jobs.get(claim.id)
+                # the database, not this mail, if reading or storing fails
+                raw = _store(app, composer.write(job)) if job is not None \
+                    else _raw(app, claim.id)
+                if raw is None:
+                    if job is None:  # no bytes and nothing to write them from
+                        _store(app, Unwritable(claim.id, "mail has neither bytes nor draft"))
+                    report.failed += 1
+                    continue
                 try:
                     refused = _send(app, transport, claim, raw)
                 except (TransportUnavailable, ConfigError) as exc:

@@ -4,7 +4,9 @@ Why: a mail that was never queued (its template was broken, it could not be comp
 failed (refused before an address was corrected) needs a way out that is not SQL.
 
 * ``resend ID``: outbox row ``ID`` goes back to ``queued`` as it is, same bytes and same
-  Message-ID, so a recipient who did get it once still sees one message.
+  Message-ID, so a recipient who did get it once still sees one message. A row that failed
+  before it was written (its template or compose failed at send time) has no bytes: it is
+  written again from its stored variables, with the templates as they are now.
 * ``resend NUMBER KIND``: the mail is written afresh from the ticket as it stands
   (:mod:`daemon.replies.drafts`) and queued through :meth:`Notify.send`, the one path every
   mail takes (template fallback, compose, outbox row, event). An admin asked for it, so the
@@ -89,9 +91,6 @@ def resend(app: App, number: str, kind: str) -> Resent:
         recipients = tuple(a.email for a in draft.to)
         row = Notify(app).send(session, ticket, draft.mail, draft.to, draft.in_reply_to,
                                draft.references)
-        if row is None:  # Notify.send logged why and recorded it on the ticket
-            return Resent("failed", None, ticket.number, kind, recipients,
-                          "not queued; see the ticket's events (ticketd tickets show)")
         session.flush()
         tickets.record(session, ticket, at=app.clock.now(), actor=ACTOR, action="mail-resent",
                        detail=f"{kind} mail written again and queued ({row.message_id})")

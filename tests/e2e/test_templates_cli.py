@@ -22,6 +22,7 @@ from daemon.replies.notify import Notify
 from tests import messages
 from tests.conftest import make_config
 from tests.e2e.conftest import REPO, Run
+from tests.writing import write_queued
 
 
 @pytest.fixture
@@ -154,12 +155,14 @@ def test_a_broken_edit_keeps_mail_flowing_with_the_last_good_version(
     try:
         assert intake.ingest(RawMail(messages.mail(sender="a@corp.example"), "t")).action == \
             "created"
+        assert write_queued(app) == 1  # mail is written when it is sent: this version is good
         path = site / "zh-CN" / "acceptance.txt"
         path.write_text(path.read_text(encoding="utf-8") + "{% endif %}\n", encoding="utf-8")
         st = path.stat()
         os.utime(path, (st.st_atime + 10, st.st_mtime + 10))
         with caplog.at_level(logging.ERROR, logger="ticketd.templates"):
             result = intake.ingest(RawMail(messages.mail(sender="b@corp.example"), "t"))
+            assert write_queued(app) == 1
         assert result.action == "created"
         assert any(str(path) in r.getMessage() for r in caplog.records)
         with app.db.transaction() as s:
@@ -169,6 +172,7 @@ def test_a_broken_edit_keeps_mail_flowing_with_the_last_good_version(
         path.write_text("Subject: [{{ number }}] 已收到\n\n新模板 {{ number }}\n", encoding="utf-8")
         os.utime(path, (st.st_atime + 20, st.st_mtime + 20))
         intake.ingest(RawMail(messages.mail(sender="c@corp.example"), "t"))
+        assert write_queued(app) == 1
         with app.db.transaction() as s:
             last = s.scalars(select(OutboxMail).order_by(OutboxMail.id.desc())).first()
             assert last is not None and "已收到" in last.subject

@@ -34,6 +34,7 @@ from daemon.replies.notify import Notify
 from tests import messages
 from tests.conftest import make_config
 from tests.hostile import mails
+from tests.writing import write_queued
 
 MB = 1024 * 1024
 
@@ -122,6 +123,7 @@ def feed(app: App, raw: bytes) -> IntakeResult:
 
 
 def queued(app: App) -> list[tuple[str, list[str], int]]:
+    write_queued(app)
     with app.db.transaction() as s:
         return [(o.kind, list(o.recipients), len(o.raw or b""))
                 for o in s.scalars(select(OutboxMail).order_by(OutboxMail.id))]

@@ -27,6 +27,7 @@ from daemon.replies.templates import default_templates_dir
 from daemon.service import Service
 from tests import messages
 from tests.conftest import make_config
+from tests.writing import write_queued
 
 
 @pytest.fixture
@@ -58,6 +59,7 @@ def test_the_first_ticket_after_a_restart_gets_its_acceptance(
         result = Intake(fresh_app, notifier=Notify(fresh_app)).ingest(
             RawMail(messages.mail(sender="a@corp.example"), "t"))
     assert result.action == "created"
+    assert write_queued(fresh_app) == 1  # the mail is written (and the template read) at send time
     with fresh_app.db.transaction() as s:
         [row] = s.scalars(select(OutboxMail)).all()
         assert row.kind == "acceptance" and row.status == "queued"

@@ -27,6 +27,7 @@ from daemon.intake.sources import RawMail
 from daemon.models import OutboxMail
 from daemon.replies.notify import Notify
 from tests import messages
+from tests.writing import raw_mails
 
 FIRST = "TS20231027000001"
 WANG = "wang@corp.example"
@@ -96,10 +97,9 @@ def sent(app: App) -> list[tuple[str, list[str]]]:
 
 
 def last_mail(app: App, kind: str) -> EmailMessage:
-    with app.db.transaction() as s:
-        raw = s.scalars(select(OutboxMail.raw).where(OutboxMail.kind == kind)
-                        .order_by(OutboxMail.id.desc())).first()
-    assert raw is not None, f"no {kind} mail"
+    mails = raw_mails(app, kind)
+    assert mails, f"no {kind} mail"
+    raw = mails[-1]
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
