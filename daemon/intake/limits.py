@@ -238,8 +238,10 @@ class Budget:
 
     @property
     def reason(self) -> str:
+        key = "max_new_tickets_per_domain_hour" if self.who.startswith("@") \
+            else "max_new_tickets_per_hour"
         return (f"rate limit: {self.count} new tickets from {self.who} in the last hour "
-                f"([mail] max_new_tickets_per_hour = {self.limit})")
+                f"([mail] {key} = {self.limit})")
 
 
 def over_budget(session: Session, mailbox: str, now: datetime, limit: int,

@@ -206,9 +206,10 @@ def test_a_flood_of_new_requests_is_quarantined_beyond_the_hourly_budget(
 
 
 def test_the_domain_budget_counts_every_sender_of_the_domain(limited: App) -> None:
-    actions = [feed(limited, mails.new_request(i, f"user{i}@evil.example")).action
-               for i in range(6)]
-    assert actions == ["created"] * 5 + ["quarantined"]
+    results = [feed(limited, mails.new_request(i, f"user{i}@evil.example")) for i in range(6)]
+    assert [r.action for r in results] == ["created"] * 5 + ["quarantined"]
+    assert results[5].reason == ("rate limit: 5 new tickets from @evil.example in the last "
+                                 "hour ([mail] max_new_tickets_per_domain_hour = 5)")
     assert feed(limited, mails.new_request(7, "someone@good.example")).action == "created"
 
 
