@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -35,6 +35,7 @@ from daemon.replies.templates import default_templates_dir
 from daemon.replies.transports import FileTransport
 from daemon.service import Service
 from tests import messages
+from tests.integration.test_workflow import make_app  # noqa: F401  (fixture)
 from tests.writing import write_queued
 
 HANDLER = "wang@corp.example"
@@ -48,34 +49,16 @@ SCREENSHOT = ("截图.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, database_url: str, clock: FixedClock
-             ) -> Iterator[Callable[..., App]]:
-    made: list[App] = []
-
+def sendtime_app(make_app: Callable[..., App]) -> Callable[..., App]:  # noqa: F811  (the imported fixture)
+    """test_workflow's App builder with this file's teams."""
     def build(**sections: dict[str, Any]) -> App:
-        data: dict[str, Any] = {
-            "support": {"address": "support@corp.example", "name": "技术支持",
-                        "timezone": "Asia/Shanghai"},
-            "database": {"url": database_url},
-            "smtp": {"backend": "file", "file_dir": str(tmp_path / "outbox")},
-            "attachments": {"dir": str(tmp_path / "attachments")},
-            "teams": TEAMS,
-        }
-        for name, values in sections.items():
-            data.setdefault(name, {}).update(values)
-        application = App(from_mapping(data, where="test.toml", base=tmp_path), clock=clock)
-        application.ready_db()
-        made.append(application)
-        return application
-
-    yield build
-    for application in made:
-        application.close()
+        return make_app(teams=TEAMS, **sections)
+    return build
 
 
 @pytest.fixture
-def app(make_app: Callable[..., App]) -> App:
-    return make_app()
+def app(sendtime_app: Callable[..., App]) -> App:
+    return sendtime_app()
 
 
 def new_ticket(app: App, **changes: Any) -> str:
@@ -191,11 +174,11 @@ def test_the_mail_says_what_was_true_when_it_was_queued(app: App) -> None:
 # ---------------------------------------------------------------- templates at send time
 
 
-def test_a_template_edited_before_sending_writes_the_mail(make_app: Callable[..., App],
+def test_a_template_edited_before_sending_writes_the_mail(sendtime_app: Callable[..., App],
                                                           tmp_path: Path) -> None:
     site = tmp_path / "tpl"
     shutil.copytree(default_templates_dir(), site)
-    app = make_app(templates={"dir": str(site)})
+    app = sendtime_app(templates={"dir": str(site)})
     new_ticket(app)
     (site / "zh-CN" / "acceptance.txt").write_text(
         "Subject: [{{ number }}] 已收到（新模板）\n\n新模板 {{ number }}\n", encoding="utf-8")
@@ -206,10 +189,10 @@ def test_a_template_edited_before_sending_writes_the_mail(make_app: Callable[...
 
 
 def test_a_template_broken_before_sending_falls_back_and_says_so(
-        make_app: Callable[..., App], tmp_path: Path) -> None:
+        sendtime_app: Callable[..., App], tmp_path: Path) -> None:
     site = tmp_path / "tpl"
     shutil.copytree(default_templates_dir(), site)
-    app = make_app(templates={"dir": str(site)})
+    app = sendtime_app(templates={"dir": str(site)})
     new_ticket(app)
     broken = site / "zh-CN" / "acceptance.txt"
     broken.write_text(broken.read_text(encoding="utf-8") + "{% endif %}\n", encoding="utf-8")
@@ -297,12 +280,12 @@ def test_a_row_queued_before_0006_is_sent_as_it_is(database_url: str, tmp_path: 
 
 
 def test_a_worker_process_writes_and_the_main_process_stores_between_batches(
-        make_app: Callable[..., App], tmp_path: Path) -> None:
+        sendtime_app: Callable[..., App], tmp_path: Path) -> None:
     site = tmp_path / "tpl"
     shutil.copytree(default_templates_dir(), site)
     broken = site / "zh-CN" / "acceptance.txt"
     broken.write_text(broken.read_text(encoding="utf-8") + "{% endif %}\n", encoding="utf-8")
-    app = make_app(templates={"dir": str(site)})
+    app = sendtime_app(templates={"dir": str(site)})
     for n in range(3):
         new_ticket(app, sender=f"user{n}@corp.example")
     prewriter = outbox.Prewriter(app, threshold=1)
