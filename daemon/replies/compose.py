@@ -131,7 +131,10 @@ def compose(
         if name.lower() in _MANAGED or name.lower() == loop_name.lower():
             raise ValueError(f"header {name!r} is set by compose itself")
 
-    msg = EmailMessage(policy=_OUTGOING)
+    # An address with a non-ASCII local part (RFC 6532) can only be written as UTF-8; such a
+    # mail needs an SMTPUTF8 server, which the SMTP transport asks for by its envelope.
+    international = not all(a.email.isascii() for a in (sender, *to, *cc))
+    msg = EmailMessage(policy=_OUTGOING_UTF8 if international else _OUTGOING)
     msg["Subject"] = subject_line(rendered)
     msg["From"] = _mailbox(sender)
     msg["To"] = [_mailbox(a) for a in to] if to else "undisclosed-recipients:;"
@@ -195,6 +198,7 @@ class _OutgoingPolicy(EmailPolicy):
 
 
 _OUTGOING = _OutgoingPolicy()
+_OUTGOING_UTF8 = _OutgoingPolicy(utf8=True)
 
 
 def _formatted_if_plain(value: str) -> str:
@@ -245,8 +249,10 @@ def _size_bound(rendered: RenderedMail, attachments: Sequence[OutgoingAttachment
 
 
 def to_bytes(msg: EmailMessage) -> bytes:
-    """The message as SMTP wants it: CRLF line endings, 7-bit headers."""
-    return msg.as_bytes(policy=policy.SMTP)
+    """The message as SMTP wants it: CRLF line endings, 7-bit headers (UTF-8 headers for a
+    mail to or from an internationalised address, which only SMTPUTF8 can carry)."""
+    return msg.as_bytes(policy=policy.SMTPUTF8 if getattr(msg.policy, "utf8", False)
+                        else policy.SMTP)
 
 
 def thread_references(references: Sequence[str], in_reply_to: str | None = None) -> list[str]:
@@ -282,7 +288,15 @@ def _bare(message_id: str) -> str | None:
 
 def _mailbox(address: Address) -> HeaderAddress:
     name = " ".join(address.name.split())  # no line breaks in a header
-    return HeaderAddress(display_name=name, addr_spec=address.email.strip())
+    spec = address.email.strip()
+    if spec.isascii():
+        return HeaderAddress(display_name=name, addr_spec=spec)
+    # RFC 6532: the parser refuses a non-ASCII local part in an addr-spec; given as parts,
+    # it is written as UTF-8 (the mail is composed with a utf8 policy, see compose()).
+    local, _, domain = spec.rpartition("@")
+    if not local or not domain or any(c.isspace() or c in '<>()[]\\,;:"' for c in spec):
+        raise ValueError(f"not an address: {spec!r}")
+    return HeaderAddress(display_name=name, username=local, domain=domain)
 
 
 def _check_header(name: str, value: str) -> None:

@@ -22,7 +22,7 @@ import ssl
 import tempfile
 from collections.abc import Sequence
 from email import policy
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 from types import TracebackType
@@ -95,7 +95,10 @@ class FileTransport:
 
 def _header_recipients(raw: bytes) -> set[str]:
     """The addresses of a mail's To and Cc (the whole mail's recipients)."""
-    headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
+    # Read as UTF-8: a mail to an internationalised address has UTF-8 headers (RFC 6532),
+    # whose addresses must compare equal to the envelope's.
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "surrogateescape")
+    headers = HeaderParser(policy=policy.compat32).parsestr(head, headersonly=True)
     fields = [str(v) for name in ("to", "cc") for v in headers.get_all(name, [])]
     return {address.strip().lower() for _, address in getaddresses(fields) if address}
 

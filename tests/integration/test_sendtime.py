@@ -160,6 +160,26 @@ def test_the_flush_writes_stores_and_sends_the_mail_with_the_queued_message_id(
         assert copies[row.message_id].strip()
 
 
+def test_a_requester_with_an_internationalised_address_gets_an_smtputf8_answer(
+        app: App) -> None:
+    """RFC 6532/6531: the first answer to 李雷@例子.公司 is written with UTF-8 headers, not
+    refused; the file backend names it as the whole mail (its To read as UTF-8)."""
+    raw = ("From: 李雷 <李雷@例子.公司>\r\nTo: support@corp.example\r\n"
+           "Subject: OA 打不开\r\nMessage-ID: <eai-1@例子.公司>\r\n"
+           "Date: Fri, 27 Oct 2023 09:30:00 +0800\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           "今天 OA 系统打不开。\r\n").encode()
+    result = Intake(app, notifier=Notify(app)).ingest(RawMail(raw, "t"))
+    assert result.action == "created"
+    report = outbox.flush(app)
+    assert report.sent >= 1 and report.failed == 0
+    acceptance = rows(app)[0]
+    assert acceptance.kind in ("acceptance", "need_info") and acceptance.raw is not None
+    assert sent_files(app)[f"{acceptance.message_id}.eml"] == acceptance.raw
+    head = acceptance.raw.split(b"\r\n\r\n", 1)[0]
+    assert "To: 李雷 <李雷@例子.公司>".encode() in head
+
+
 def test_the_mail_says_what_was_true_when_it_was_queued(app: App) -> None:
     number = new_ticket(app)
     before = rows(app)[1].variables
@@ -211,7 +231,7 @@ def test_a_mail_that_cannot_be_written_fails_once_and_is_recorded(app: App) -> N
         assert row.variables is not None
         row.variables = {k: v for k, v in row.variables.items() if k != "priority"}
         assigned = s.scalars(select(OutboxMail).where(OutboxMail.kind == "assigned")).one()
-        assigned.to_addresses = [{"name": "", "email": "王工@例子.cn"}]  # compose refuses it
+        assigned.to_addresses = [{"name": "", "email": "王 工@例子.cn"}]  # not an address
     report = outbox.flush(app)
     assert (report.sent, report.failed) == (0, 2)
     acceptance, assigned_row = rows(app)

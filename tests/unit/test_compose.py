@@ -263,3 +263,19 @@ def test_outgoing_attachment_repr_hides_the_payload() -> None:
     assert repr(OutgoingAttachment("a.pdf", "application/pdf", b"x" * 10)) == (
         "OutgoingAttachment(filename='a.pdf', content_type='application/pdf', size=10)"
     )
+
+
+def test_an_internationalised_address_makes_an_smtputf8_mail() -> None:
+    """RFC 6532: a non-ASCII local part can only be written in UTF-8 headers (the SMTP
+    transport then asks the server for SMTPUTF8); an ASCII mail stays 7-bit."""
+    eai = Address("李雷", "李雷@例子.公司")
+    raw = to_bytes(build(to=[eai], cc=[REQUESTER]))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert "李雷@例子.公司".encode() in head and not head.isascii()
+    # the stdlib reads header bytes as ASCII; UTF-8 headers are read from the decoded text
+    parsed = email.message_from_string(raw.decode("utf-8"), policy=policy.SMTPUTF8)
+    assert parsed["To"].addresses[0].addr_spec == "李雷@例子.公司"
+    assert parsed["Cc"].addresses[0].addr_spec == "zhang.wei@example.com"
+    assert parsed["Subject"] == ZH.subject
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert to_bytes(build()).isascii()
