@@ -35,7 +35,7 @@ from daemon.replies.templates import default_templates_dir
 from daemon.replies.transports import FileTransport
 from daemon.service import Service
 from tests import messages
-from tests.integration.test_workflow import make_app  # noqa: F401  (fixture)
+from tests.integration.test_workflow import make_app, text_of  # noqa: F401  (make_app: fixture)
 from tests.writing import write_queued
 
 HANDLER = "wang@corp.example"
@@ -85,12 +85,6 @@ def parsed(raw: bytes) -> EmailMessage:
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
-
-
-def text_of(msg: EmailMessage) -> str:
-    body = msg.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
 
 
 def sent_files(app: App) -> dict[str, bytes]:
