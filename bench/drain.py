@@ -49,16 +49,18 @@ from bench.corpus import generate
 from tests.servers.dovecot import Dovecot
 
 REPO = Path(__file__).resolve().parents[1]
-# Runs `python -m daemon ARGS` and writes its peak RSS (VmHWM, KiB) to the file named first:
-# the rusage of a forked child would count the pages it shared with this big process.
+# Runs `python -m daemon ARGS` and writes its peak RSS (VmHWM, KiB) and the CPU seconds of
+# its own (main) process, workers excluded, to the file named first: the rusage of a forked
+# child would count the pages it shared with this big process.
 PEAK = """
-import atexit, runpy, sys
+import atexit, resource, runpy, sys
 out = sys.argv.pop(1)
 def peak():
     with open("/proc/self/status") as status:
         kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    own = resource.getrusage(resource.RUSAGE_SELF)
     with open(out, "w") as fh:
-        fh.write(kib)
+        fh.write(f"{kib} {own.ru_utime + own.ru_stime}")
 atexit.register(peak)
 sys.argv[0] = "daemon"
 runpy.run_module("daemon", run_name="__main__", alter_sys=True)
@@ -114,8 +116,9 @@ def database(kind: str, folder: Path) -> Iterator[str]:
 
 
 def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
-            repo: Path = REPO) -> tuple[float, float, int, float]:
-    """(seconds, peak RSS MiB, acceptance mails written, CPU seconds) of one `poll --once`."""
+            repo: Path = REPO) -> tuple[float, float, int, float, float]:
+    """(seconds, peak RSS MiB, acceptance mails written, CPU seconds, main process's CPU
+    seconds) of one `poll --once`."""
     with tempfile.TemporaryDirectory(prefix="drain-") as tmp, \
             database(db_kind, Path(tmp)) as url:
         folder = Path(tmp)
@@ -158,8 +161,9 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
             sys.exit(f"ticketd poll --once failed ({proc.returncode}):\n"
                      f"{err.decode(errors='replace')[-3000:]}")
         written = len(list((folder / "out").glob("*.eml")))
-        rss = int(peak.read_text()) / 1024 if peak.exists() else float("nan")
-        return elapsed, rss, written, cpu
+        kib, main_cpu = peak.read_text().split() if peak.exists() else ("nan", "nan")
+        return elapsed, int(kib) / 1024 if kib != "nan" else float("nan"), written, cpu, \
+            float(main_cpu)
 
 
 def main() -> None:
@@ -204,12 +208,14 @@ def main() -> None:
             line = [f"round {n + 1}: floor {floors[-1]:6.2f} s "
                     f"({args.mails / floors[-1]:4.0f} msg/s, CPU {floor_cpu:5.2f} s)"]
             for (name, repo), box in zip(contenders, boxes[1:], strict=True):
-                seconds, rss, written, cpu = ticketd(imap, box, args.db, args.profile, repo)
+                seconds, rss, written, cpu, main_cpu = ticketd(imap, box, args.db,
+                                                               args.profile, repo)
                 drains[name].append(seconds)
                 cpus[name].append(cpu)
                 left = len(imap.folder_uids(box))
                 line.append(f"{name} {seconds:6.2f} s ({args.mails / seconds:4.0f} msg/s, "
-                            f"ratio {floors[-1] / seconds:.2f}, CPU {cpu:5.2f} s, "
+                            f"ratio {floors[-1] / seconds:.2f}, CPU {cpu:5.2f} s "
+                            f"(main process {main_cpu:5.2f} s), "
                             f"CPU ratio {floor_cpu / cpu:.2f}, peak RSS {rss:.0f} MiB, "
                             f"{written} mails written, {left} left)")
             print(" | ".join(line), flush=True)

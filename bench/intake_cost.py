@@ -28,7 +28,8 @@ from bench.corpus import generate
 from bench.drain import database
 from daemon.app import App
 from daemon.config import from_mapping
-from daemon.intake.pipeline import Intake, parse_or_reason
+from daemon.intake.pipeline import Intake
+from daemon.intake.prepare import parse_or_reason
 from daemon.intake.sources import RawMail
 from daemon.replies.notify import Notify
 

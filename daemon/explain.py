@@ -51,7 +51,8 @@ from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, Quarantine
 from daemon.intake.parse import parse
 from daemon.intake.parsed import Address, CharsetNote, ParsedMail, is_signature
-from daemon.intake.pipeline import Decision, content_hash, decide, judge_trust
+from daemon.intake.pipeline import Decision, decide, judge_trust
+from daemon.intake.prepare import content_hash
 from daemon.intake.spill import reading_for
 from daemon.models import Base, IntakeRecord, Ticket
 

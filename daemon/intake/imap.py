@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
@@ -36,6 +38,7 @@ from daemon.models import MailboxCursor
 from daemon.outcomes import IntakeResult, PollReport
 
 log = logging.getLogger("ticketd.imap")
+T = TypeVar("T")
 
 BATCH_BYTES = 20 * 1024 * 1024  # fetch at most this much mail per round trip (one big mail
                                 # still comes alone)
@@ -271,28 +274,57 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
         last_uid = cursor.last_uid
     uids = _pending_uids(client, spec, last_uid)
     known: set[str] = set()
-    # A backlog: a worker process parses the next batch while this one is written.
-    # A large batch (big attachments) is written before the next is fetched, so two of them
-    # never sit in memory together.
-    with ParseAhead(intake.reading(), 1 if len(uids) >= WORTH_A_WORKER else 0) as ahead:
+    # A backlog: one thread talks to the server (it fetches the next batch, hands it to the
+    # parse worker, and moves what was committed) while this one writes the current batch,
+    # and a worker process parses the next batch meanwhile. IMAP commands stay in order on
+    # one thread; the connection is never used by two at once.
+    backlog = len(uids) >= WORTH_A_WORKER
+    with ParseAhead(intake.preparing(), 1 if backlog else 0) as ahead, \
+            _imap_side(backlog) as imap_side:
         batches = _fetched(client, _batches(client, uids, spec), spec, uidvalidity)
-        waiting: tuple[list[int], Pending] | None = None
-        while True:
-            if waiting is not None and sum(len(r.data) for r in waiting[1].raws) > \
-                    BATCH_BYTES // 2:
-                if not _ingest(app, intake, spec, client, report, known, *waiting, stop):
-                    return
-                waiting = None
+
+        def fetch_next() -> tuple[list[int], Pending] | None:
             fetched = next(batches, None)
-            if fetched is None:
+            return None if fetched is None else (fetched[0], ahead.submit(fetched[1]))
+
+        coming: Future[tuple[list[int], Pending] | None] | None = imap_side.submit(fetch_next)
+        while coming is not None:
+            current = coming.result()
+            if current is None:
                 break
-            parsing = (fetched[0], ahead.submit(fetched[1]))
-            if waiting is not None and not _ingest(app, intake, spec, client, report, known,
-                                                   *waiting, stop):
+            taken, parsing = current
+            # A large batch (big attachments) is written before the next is fetched, so two
+            # of them never sit in memory together.
+            large = sum(len(r.data) for r in parsing.raws) > BATCH_BYTES // 2
+            coming = None if large else imap_side.submit(fetch_next)
+            if not _ingest(app, intake, spec, client, imap_side, report, known, taken,
+                           parsing, stop):
                 return
-            waiting = parsing
-        if waiting is not None:
-            _ingest(app, intake, spec, client, report, known, *waiting, stop)
+            if coming is None:
+                coming = imap_side.submit(fetch_next)
+
+
+class _Inline:
+    """The executor interface, run at once in the calling thread (a small poll)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: object) -> Future[T]:
+        done: Future[T] = Future()
+        try:
+            done.set_result(fn(*args))
+        except Exception as exc:  # handed to whoever asks for the result, as a pool does
+            done.set_exception(exc)
+        return done
+
+
+@contextmanager
+def _imap_side(threaded: bool) -> Iterator[ThreadPoolExecutor | _Inline]:
+    """Where this poll's IMAP commands run: one thread of their own on a backlog (so the
+    next fetch overlaps the database work), else inline."""
+    if not threaded:
+        yield _Inline()
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-fetch") as pool:
+        yield pool
 
 
 def _fetched(client: IMAPClient, batches: Iterator[list[int]], spec: MailboxSpec,
@@ -315,8 +347,8 @@ def _fetched(client: IMAPClient, batches: Iterator[list[int]], spec: MailboxSpec
 
 
 def _ingest(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
-            report: PollReport, known: set[str], taken: list[int], parsing: Pending,
-            stop: Callable[[], bool] | None) -> bool:
+            imap_side: ThreadPoolExecutor | _Inline, report: PollReport, known: set[str],
+            taken: list[int], parsing: Pending, stop: Callable[[], bool] | None) -> bool:
     """Commit one batch, then move it and save the cursor; False when told to stop."""
     try:
         results = intake.ingest_batch(parsing.raws, parsing.result())
@@ -324,7 +356,8 @@ def _ingest(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
         log.error("%s uids %s-%s: database unavailable; left in the folder", spec.key,
                   taken[0], taken[-1])
         raise
-    _settle(client, spec, list(zip(taken, results, strict=True)), known)
+    imap_side.submit(_settle, client, spec, list(zip(taken, results, strict=True)),
+                     known).result()
     report.results.extend(results)
     with app.db.transaction() as session:
         cursor = _cursor(session, spec.key)

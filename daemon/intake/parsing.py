@@ -1,6 +1,6 @@
 """Parse the next batch in a worker process while this process writes the current one.
 
-Parsing (:func:`daemon.intake.pipeline.parse_or_reason`) is pure: bytes in, a
+Parsing (:func:`daemon.intake.prepare.prepare`) is pure: bytes in, a
 :class:`~daemon.intake.parsed.ParsedMail` (or a quarantine reason) out, nothing read or
 written. On a backlog it is a third of the work, and the rest (the database, the process,
 composing mail) holds this process's one interpreter lock; a second process gives intake a
@@ -23,9 +23,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 
-from daemon.intake.parse import Reading
 from daemon.intake.parsed import ParsedMail
-from daemon.intake.pipeline import parse_or_reason
+from daemon.intake.prepare import Prepared, Preparing, prepare
 from daemon.intake.sources import RawMail
 
 log = logging.getLogger("ticketd.intake")
@@ -33,26 +32,35 @@ log = logging.getLogger("ticketd.intake")
 WORTH_A_WORKER = 100   # messages waiting: below this, parse in this process
 
 
-def parse_batch(raws: Sequence[RawMail], reading: Reading) -> list[ParsedMail | str]:
-    """What the worker runs (and this process, without a worker).
+Parsed = Prepared | ParsedMail | str
 
-    ``reading`` streams large parts into the attachment store (a folder both processes
+
+def parse_batch(raws: Sequence[RawMail], how: Preparing) -> list[Parsed]:
+    """What the worker runs (and this process, without a worker): each message parsed with
+    its pure conclusions (:func:`daemon.intake.prepare.prepare`).
+
+    ``how.reading`` streams large parts into the attachment store (a folder both processes
     share), so what comes back to this process is small."""
-    return [parse_or_reason(raw, reading) for raw in raws]
+    return [prepare(raw, how) for raw in raws]
+
+
+def _ready() -> None:
+    """The worker's first task: done once it has started and imported the parser."""
 
 
 class Pending:
     """One batch being parsed (or already parsed, without a worker)."""
 
-    def __init__(self, raws: Sequence[RawMail], reading: Reading,
-                 future: Future[list[ParsedMail | str]] | None,
-                 done: list[ParsedMail | str] | None = None) -> None:
+    def __init__(self, raws: Sequence[RawMail], how: Preparing,
+                 future: Future[list[Parsed]] | None,
+                 done: list[Parsed] | None = None) -> None:
         self.raws = raws
-        self._reading = reading
+        self.in_worker = future is not None   # handed to the worker (it may still fail)
+        self._how = how
         self._future = future
         self._done = done
 
-    def result(self) -> list[ParsedMail | str]:
+    def result(self) -> list[Parsed]:
         if self._done is not None:
             return self._done
         assert self._future is not None
@@ -61,7 +69,7 @@ class Pending:
         except BrokenProcessPool as exc:
             log.warning("parse worker died (%s); parsing %d message(s) here", exc,
                         len(self.raws))
-            self._done = parse_batch(self.raws, self._reading)
+            self._done = parse_batch(self.raws, self._how)
         return self._done
 
 
@@ -71,22 +79,36 @@ class ParseAhead:
     ``workers=0`` (or :meth:`submit` after the pool broke) parses in this process.
     """
 
-    def __init__(self, reading: Reading, workers: int = 1) -> None:
-        self._reading = reading
+    def __init__(self, how: Preparing, workers: int = 1) -> None:
+        self._how = how
         self._pool: ProcessPoolExecutor | None = None
+        self._ready: Future[None] | None = None
         if workers > 0:
             self._pool = ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            # A spawned worker takes a few tenths of a second to start and import the parser:
+            # until it says it is ready, batches are parsed here rather than waited for.
+            self._ready = self._pool.submit(_ready)
 
     def submit(self, raws: Sequence[RawMail]) -> Pending:
-        if self._pool is not None:
+        if self._pool is not None and self._ready is not None and self._ready.done():
             try:
-                return Pending(raws, self._reading,
-                               self._pool.submit(parse_batch, list(raws), self._reading))
+                return Pending(raws, self._how,
+                               self._pool.submit(parse_batch, list(raws), self._how))
             except (BrokenProcessPool, RuntimeError) as exc:
                 log.warning("parse worker unavailable (%s); parsing here", exc)
                 self.close()
-        return Pending(raws, self._reading, None, parse_batch(raws, self._reading))
+        return Pending(raws, self._how, None, parse_batch(raws, self._how))
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the worker has started (False: there is none, or it did not start)."""
+        if self._ready is None:
+            return False
+        try:
+            self._ready.result(timeout)
+        except Exception:
+            return False
+        return True
 
     def close(self) -> None:
         if self._pool is not None:

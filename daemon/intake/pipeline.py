@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,8 +38,15 @@ from daemon.commands import mail as handler_mail
 from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
 from daemon.intake import budget, envelope, rules, trust
-from daemon.intake.parse import Reading, parse
+from daemon.intake.parse import Reading
 from daemon.intake.parsed import Address, ParsedMail
+from daemon.intake.prepare import (
+    Prepared,
+    Preparing,
+    body_hash,
+    content_hash,
+    prepare,
+)
 from daemon.intake.sources import RawMail
 from daemon.intake.spill import reading_for
 from daemon.intake.threader import ThreadVerdict, bounded, thread
@@ -84,6 +90,7 @@ class Decision:
     proof: Proof | None = None            # for a handler's follow-up: is it really them?
     commands: tuple[str, ...] = ()        # the command lines a proven handler's mail gives
     forged: str | None = None             # a trusted server says the From is forged
+    found: Classification | None = None   # a new ticket's classification, drawn ahead
 
 
 class Notifier(Protocol):
@@ -91,40 +98,6 @@ class Notifier(Protocol):
 
     def deliver(self, session: Session, ticket: Ticket, intents: Sequence[MailIntent],
                 trigger: Trigger | None = None) -> Sequence[object]: ...
-
-
-def content_hash(raw: bytes) -> str:
-    """sha256 of the message with line endings normalised (IMAP CRLF vs. file LF)."""
-    return _normalised_sha256(raw, 0)
-
-
-def body_hash(raw: bytes) -> str:
-    """sha256 of the body alone: the same mail seen in two folders differs only in headers."""
-    # The body starts after the first LF LF of the normalised bytes: LF, optional CR, LF.
-    found = _BLANK_LINE.search(raw)
-    return _normalised_sha256(raw, found.end() if found else len(raw))
-
-
-_BLANK_LINE = re.compile(rb"\n\r?\n")
-_HASH_CHUNK = 1024 * 1024
-
-
-def _normalised_sha256(raw: bytes, start: int) -> str:
-    """sha256 of ``raw[start:]`` with CRLF as LF and trailing LFs dropped, in chunks: a 50 MB
-    mail is hashed without the two or three whole copies ``replace`` and ``rstrip`` made."""
-    digest = hashlib.sha256()
-    view = memoryview(raw)
-    end = len(raw)
-    while end > start and raw[end - 1] == 0x0A:  # trailing line ends (LF or CRLF)
-        end -= 2 if end - 2 >= start and raw[end - 2] == 0x0D else 1
-    at = start
-    while at < end:
-        cut = min(at + _HASH_CHUNK, end)
-        if cut < end and raw[cut - 1] == 0x0D and raw[cut] == 0x0A:
-            cut += 1  # never split a CRLF
-        digest.update(bytes(view[at:cut]).replace(b"\r\n", b"\n"))
-        at = cut
-    return digest.hexdigest()
 
 
 _RULE_CONTEXTS: dict[int, tuple[object, rules.RuleContext]] = {}
@@ -211,13 +184,18 @@ def _related_ticket(session: Session, mail: ParsedMail, numbers_find: Callable[[
 
 
 def decide(session: Session, app: App, mail: ParsedMail, raw: bytes,
-           envelope_to: Sequence[str] = ()) -> Decision:
+           envelope_to: Sequence[str] = (), prepared: Prepared | None = None) -> Decision:
     """Everything intake concludes about a message, without writing anything.
 
     ``envelope_to``: the recipients the server was given (LMTP), where a bounce's VERP
-    address shows best.
+    address shows best. ``prepared``: the pure conclusions, drawn ahead by the parse worker
+    (:mod:`daemon.intake.prepare`); without them they are drawn here.
     """
-    digest, body = content_hash(raw), body_hash(raw)
+    if prepared is None:
+        digest, body = content_hash(raw), body_hash(raw)
+        hit = rules.first_match(mail, rule_context(app))
+    else:
+        digest, body, hit = prepared.content_hash, prepared.body_hash, prepared.hit
     key, seen = _dedup(session, mail, digest, body)
     if seen is not None:
         earlier = session.get(Ticket, seen.ticket_id) if seen.ticket_id else None
@@ -226,7 +204,6 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes,
                                f"{' ' + earlier.number if earlier else ''})",
                         related_ticket_id=earlier.id if earlier else None,
                         related_number=earlier.number if earlier else None)
-    hit = rules.first_match(mail, rule_context(app))
     if hit is not None:
         ids = bounded((*mail.in_reply_to, *mail.references))
         original = mail.report.original_message_id if mail.report else None
@@ -261,7 +238,8 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes,
         lines = tuple(line.text for line in commands.parse(mail.new_text)[0])
     forged = trust.failing_dmarc(mail, app.config.mail.trusted_authserv_ids)
     return Decision(verdict.action, key, digest, body, reason=verdict.note, verdict=verdict,
-                    handler=handler, proof=proof, commands=lines, forged=forged)
+                    handler=handler, proof=proof, commands=lines, forged=forged,
+                    found=prepared.found if prepared is not None else None)
 
 
 def _within_budget(session: Session, app: App, sender: str) -> None:
@@ -318,21 +296,27 @@ class Intake:
         """One message: :meth:`ingest_batch` of one."""
         return self.ingest_batch([raw])[0]
 
-    def parse_all(self, raws: Sequence[RawMail]) -> list[ParsedMail | str]:
-        """Parse each message; a message that cannot be parsed gives the quarantine reason.
+    def parse_all(self, raws: Sequence[RawMail]) -> list[Prepared | ParsedMail | str]:
+        """Parse each message and draw its pure conclusions; a message that cannot be parsed
+        gives the quarantine reason.
 
         Pure (it reads and writes nothing), so a worker process may run it
         (:mod:`daemon.intake.parsing`) while this process writes the previous batch.
         """
-        reading = self.reading()
-        return [parse_or_reason(raw, reading) for raw in raws]
+        how = self.preparing()
+        return [prepare(raw, how) for raw in raws]
+
+    def preparing(self) -> Preparing:
+        """What the pure steps need: the reading, the rules' view of us, the classifier."""
+        return Preparing(self.reading(), rule_context(self.app), self.app.reader)
 
     def reading(self) -> Reading:
         """How this intake reads a mail: large parts streamed into its attachment store."""
         return reading_for(self.app.config, self._blobs)
 
     def ingest_batch(self, raws: Sequence[RawMail],
-                     parsed: Sequence[ParsedMail | str] | None = None) -> list[IntakeResult]:
+                     parsed: Sequence[Prepared | ParsedMail | str] | None = None
+                     ) -> list[IntakeResult]:
         """Many messages in ONE transaction, each inside its own SAVEPOINT.
 
         A message that fails rolls back only its savepoint and is quarantined inside the
@@ -346,7 +330,8 @@ class Intake:
         results: list[IntakeResult] = []
         try:
             with db.transaction() as session:
-                self._prime(session, [m for m in mails if not isinstance(m, str)])
+                self._prime(session, [m.mail if isinstance(m, Prepared) else m
+                                      for m in mails if not isinstance(m, str)])
                 for raw, mail in zip(raws, mails, strict=True):
                     results.append(self._one(session, raw, mail))
         except OperationalError as exc:  # the commit itself failed
@@ -400,15 +385,18 @@ class Intake:
                            if a is not None and a.email)
         brake.prime(session, recipients, now)
 
-    def _one(self, session: Session, raw: RawMail, mail: ParsedMail | str) -> IntakeResult:
+    def _one(self, session: Session, raw: RawMail,
+             item: Prepared | ParsedMail | str) -> IntakeResult:
         """One message inside the batch transaction: its own savepoint, never lost."""
-        if isinstance(mail, str):
-            return self._quarantine(session, raw, mail, None)
+        if isinstance(item, str):
+            return self._quarantine(session, raw, item, None)
+        prepared, mail = (item, item.mail) if isinstance(item, Prepared) else (None, item)
         step = "decide"
         decision: Decision | None = None
         try:
             with session.begin_nested():
-                decision = decide(session, self.app, mail, raw.data, raw.envelope_to)
+                decision = decide(session, self.app, mail, raw.data, raw.envelope_to,
+                                  prepared)
                 step = decision.action
                 return self._act(session, decision, mail, raw)
         except IntegrityError as exc:
@@ -516,8 +504,8 @@ class Intake:
         now = self.app.clock.now()
         assert mail.from_ is not None
         verdict = decision.verdict
-        found = self.app.reader.classify(mail.subject, mail.new_text or mail.body_text,
-                                         now=mail.date or now)
+        found = decision.found or self.app.reader.classify(
+            mail.subject, mail.new_text or mail.body_text, now=mail.date or now)
         number = allocate(session, self.app.numbers, now)
         is_own = self.app.config.is_own  # support+anything@ (a VERP address) too
         cc = [a.email for a in (*mail.to, *mail.cc) if a.email and not is_own(a.email)]
@@ -721,13 +709,3 @@ class Intake:
                                      reason=reason, origin=raw.origin, at=now))
         return IntakeResult("quarantined", reason=reason, message_id=message_id)
 
-
-def parse_or_reason(raw: RawMail, reading: Reading | None = None) -> ParsedMail | str:
-    """The parsed mail, or why it must be quarantined (the parser never takes intake down)."""
-    try:
-        return parse(raw.data, reading)
-    except Quarantine as exc:
-        return exc.reason
-    except Exception as exc:
-        log.exception("parser crashed on %s", raw.origin)
-        return f"parser error: {type(exc).__name__}: {exc}"

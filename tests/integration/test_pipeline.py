@@ -23,7 +23,8 @@ from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.errors import NotFound, TransientError
 from daemon.intake import quarantine
-from daemon.intake.pipeline import Intake, content_hash
+from daemon.intake.pipeline import Intake
+from daemon.intake.prepare import content_hash
 from daemon.intake.sources import RawMail
 from daemon.intents import MailIntent
 from daemon.models import (

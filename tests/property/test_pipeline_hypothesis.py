@@ -25,7 +25,8 @@ from daemon.clock import FixedClock
 from daemon.config import from_mapping
 from daemon.errors import Quarantine
 from daemon.intake.parse import parse
-from daemon.intake.pipeline import Intake, content_hash, decide
+from daemon.intake.pipeline import Intake, decide
+from daemon.intake.prepare import content_hash
 from daemon.intake.sources import RawMail
 from daemon.models import IntakeRecord, Quarantined, Ticket
 from daemon.outcomes import IntakeResult

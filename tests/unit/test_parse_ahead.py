@@ -9,10 +9,13 @@ import os
 from pathlib import Path
 
 from daemon.blobs import BlobStore
-from daemon.intake import spill
+from daemon.classify import Reader
+from daemon.config import from_mapping
+from daemon.intake import rules, spill
 from daemon.intake.parse import Reading
 from daemon.intake.parsed import ParsedMail
-from daemon.intake.parsing import ParseAhead, parse_batch
+from daemon.intake.parsing import Parsed, ParseAhead, parse_batch
+from daemon.intake.prepare import Prepared, Preparing, conclude, parse_or_reason
 from daemon.intake.sources import RawMail
 from tests.unit.test_spill import BIG, file_part, mixed
 
@@ -27,33 +30,103 @@ def batch() -> tuple[list[RawMail], bytes]:
             RawMail(b"\x00\xff" * 10, "file:junk.eml")], payload
 
 
-def summary(mails: list[ParsedMail | str]) -> list[object]:
-    return [m if isinstance(m, str) else
-            (m.subject, m.body_text, [(a.filename, a.size, a.sha256) for a in m.attachments])
-            for m in mails]
+CONFIG = from_mapping({"support": {"address": "support@corp.example"},
+                       "database": {"url": "sqlite://"}}, where="test", base=Path("."))
+
+
+def how(reading: Reading | None = None) -> Preparing:
+    return Preparing(reading or Reading(),
+                     rules.RuleContext(own_addresses=frozenset({"support@corp.example"}),
+                                       loop_header="X-Ticketd-Loop",
+                                       loop_value="support@corp.example"),
+                     Reader.from_config(CONFIG))
+
+
+def summary(mails: list[Parsed]) -> list[object]:
+    out: list[object] = []
+    for item in mails:
+        m = item.mail if isinstance(item, Prepared) else item
+        out.append(m if isinstance(m, str) else
+                   (m.subject, m.body_text, [(a.filename, a.size, a.sha256)
+                                             for a in m.attachments]))
+    return out
 
 
 def test_the_worker_streams_large_parts_into_the_store_and_reads_like_this_process(
         tmp_path: Path) -> None:
     raws, payload = batch()
     worker_store, local_store = BlobStore(tmp_path / "w"), BlobStore(tmp_path / "l")
-    with ParseAhead(Reading(spill.StoreSink(worker_store)), workers=1) as ahead:
-        from_worker = ahead.submit(raws).result()
-    here = parse_batch(raws, Reading(spill.StoreSink(local_store)))
+    with ParseAhead(how(Reading(spill.StoreSink(worker_store))), workers=1) as ahead:
+        assert ahead.wait_ready(timeout=120)
+        pending = ahead.submit(raws)
+        assert pending.in_worker
+        from_worker = pending.result()
+    here = parse_batch(raws, how(Reading(spill.StoreSink(local_store))))
     assert summary(from_worker) == summary(here)
+    assert from_worker[:2] == here[:2]   # hashes, rule hits, classification: all equal
     big = from_worker[0]
-    assert isinstance(big, ParsedMail)
-    [attachment] = big.attachments
+    assert isinstance(big, Prepared)
+    [attachment] = big.mail.attachments
     digest = hashlib.sha256(payload).hexdigest()
     assert attachment.streamed is not None and attachment.payload == b""
     assert attachment.sha256 == digest and worker_store.get(digest) == payload
-    assert isinstance(from_worker[1], ParsedMail) and "打印机" in from_worker[1].body_text
+    plain = from_worker[1]
+    assert isinstance(plain, Prepared) and "打印机" in plain.mail.body_text
 
 
 def test_without_a_worker_the_batch_is_read_here(tmp_path: Path) -> None:
     raws, payload = batch()
     store = BlobStore(tmp_path)
-    with ParseAhead(Reading(spill.StoreSink(store)), workers=0) as ahead:
-        mails = ahead.submit(raws).result()
+    with ParseAhead(how(Reading(spill.StoreSink(store))), workers=0) as ahead:
+        pending = ahead.submit(raws)
+        assert not pending.in_worker
+        mails = pending.result()
     assert store.get(hashlib.sha256(payload).hexdigest()) == payload
-    assert summary(mails) == summary(parse_batch(raws, Reading()))
+    assert summary(mails) == summary(parse_batch(raws, how()))
+
+
+def test_until_the_worker_has_started_a_batch_is_read_here(tmp_path: Path) -> None:
+    raws, _ = batch()
+    with ParseAhead(how(), workers=1) as ahead:
+        # the first submit comes before a spawned interpreter can have imported anything
+        first = ahead.submit(raws)
+        assert ahead.wait_ready(timeout=120)
+        later = ahead.submit(raws)
+        assert not first.in_worker and later.in_worker
+        assert first.result() == later.result()
+
+
+NEW = ("From: Li Lei <li.lei@example.com>\r\nTo: support@corp.example\r\n"
+       "Subject: VPN 无法连接，影响全组\r\nDate: Tue, 03 Nov 2026 09:15:00 +0800\r\n"
+       "Message-ID: <n1@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+       "系统: VPN\r\n今天上午开始无法连接，全组都受影响，很紧急。\r\n").encode()
+REPLY = NEW.replace(b"Message-ID: <n1@example.com>",
+                    b"Message-ID: <r1@example.com>\r\nIn-Reply-To: <n1@example.com>")
+UNDATED = NEW.replace(b"Date: Tue, 03 Nov 2026 09:15:00 +0800\r\n", b"")
+AUTO = NEW.replace(b"Message-ID: <n1@example.com>",
+                   b"Message-ID: <a1@example.com>\r\nAuto-Submitted: auto-replied")
+
+
+def test_a_new_request_is_classified_ahead_with_its_own_date_and_nothing_else_is() -> None:
+    prepared = parse_batch([RawMail(r, f"t:{n}") for n, r in
+                            enumerate((NEW, REPLY, UNDATED, AUTO))], how())
+    new, reply, undated, auto = prepared
+    assert isinstance(new, Prepared) and new.found is not None and new.hit is None
+    mail = new.mail
+    assert new.found == how().reader.classify(mail.subject, mail.new_text, now=mail.date)
+    assert new.found.fields  # the VPN system is read
+    # a reply is threaded first (no classification ahead); an undated mail is classified
+    # with the clock by intake itself; an auto-reply is no ticket at all
+    assert isinstance(reply, Prepared) and reply.found is None
+    assert isinstance(undated, Prepared) and undated.found is None
+    assert isinstance(auto, Prepared) and auto.hit is not None and auto.found is None
+    for raw, item in zip((NEW, REPLY, UNDATED, AUTO), prepared, strict=True):
+        assert isinstance(item, Prepared)
+        assert item == conclude(raw, item.mail, how(), classify=True)
+
+
+def test_a_mail_whose_conclusions_fail_comes_back_bare_for_intake_to_judge() -> None:
+    broken = Preparing(Reading(), None, Reader.from_config(CONFIG))  # type: ignore[arg-type]
+    [item] = parse_batch([RawMail(NEW, "t:new")], broken)
+    assert isinstance(item, ParsedMail)
+    assert item == parse_or_reason(RawMail(NEW, "t:new"))

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.blobs import BlobStore
-from daemon.intake import pipeline, spill
+from daemon.intake import prepare, spill
 from daemon.intake.parse import Reading, parse
 
 BIG = spill.SPILL_BYTES + 1000
@@ -110,9 +110,9 @@ def test_the_chunked_hashes_are_the_whole_copy_hashes(pieces: list[bytes], chunk
     old_content = hashlib.sha256(raw.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
     _, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
     old_body = hashlib.sha256(body.rstrip(b"\n")).hexdigest()
-    saved = pipeline._HASH_CHUNK
-    pipeline._HASH_CHUNK = chunk
+    saved = prepare._HASH_CHUNK
+    prepare._HASH_CHUNK = chunk
     try:
-        assert (pipeline.content_hash(raw), pipeline.body_hash(raw)) == (old_content, old_body)
+        assert (prepare.content_hash(raw), prepare.body_hash(raw)) == (old_content, old_body)
     finally:
-        pipeline._HASH_CHUNK = saved
+        prepare._HASH_CHUNK = saved
