@@ -279,6 +279,9 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
     # and a worker process parses the next batch meanwhile. IMAP commands stay in order on
     # one thread; the connection is never used by two at once.
     backlog = len(uids) >= WORTH_A_WORKER
+    if backlog:
+        log.info("%s: a backlog of %d message(s): fetching ahead on a thread, parsing in a "
+                 "worker process", spec.key, len(uids))
     with ParseAhead(intake.preparing(), 1 if backlog else 0) as ahead, \
             _imap_side(backlog) as imap_side:
         batches = _fetched(client, _batches(client, uids, spec), spec, uidvalidity)

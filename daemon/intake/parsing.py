@@ -30,6 +30,7 @@ from daemon.intake.sources import RawMail
 log = logging.getLogger("ticketd.intake")
 
 WORTH_A_WORKER = 100   # messages waiting: below this, parse in this process
+PARSE_WHILE_STARTING = True  # parse here until the worker is ready (tests: wait for it)
 
 
 Parsed = Prepared | ParsedMail | str
@@ -66,6 +67,7 @@ class Pending:
         assert self._future is not None
         try:
             self._done = self._future.result()
+            log.debug("%d message(s) parsed in the worker", len(self.raws))
         except BrokenProcessPool as exc:
             log.warning("parse worker died (%s); parsing %d message(s) here", exc,
                         len(self.raws))
@@ -91,6 +93,8 @@ class ParseAhead:
             self._ready = self._pool.submit(_ready)
 
     def submit(self, raws: Sequence[RawMail]) -> Pending:
+        if not PARSE_WHILE_STARTING and self._ready is not None:
+            self.wait_ready(timeout=None)
         if self._pool is not None and self._ready is not None and self._ready.done():
             try:
                 return Pending(raws, self._how,
@@ -100,7 +104,7 @@ class ParseAhead:
                 self.close()
         return Pending(raws, self._how, None, parse_batch(raws, self._how))
 
-    def wait_ready(self, timeout: float) -> bool:
+    def wait_ready(self, timeout: float | None) -> bool:
         """Wait until the worker has started (False: there is none, or it did not start)."""
         if self._ready is None:
             return False

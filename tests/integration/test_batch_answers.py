@@ -27,6 +27,7 @@ from daemon.clock import FixedClock
 from daemon.intake import budget, limits
 from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake
+from daemon.intake.prepare import Prepared
 from daemon.intake.sources import RawMail
 from daemon.models import OutboxMail, Suppression
 from daemon.outcomes import IntakeResult
@@ -46,7 +47,8 @@ class Probe(Intake):
 
     answers: list[tuple[str, object, object]]
 
-    def _one(self, session: Session, raw: RawMail, mail: ParsedMail | str) -> IntakeResult:
+    def _one(self, session: Session, raw: RawMail,
+             mail: Prepared | ParsedMail | str) -> IntakeResult:
         now = self.app.clock.now()
         for address in ADDRESSES:
             mailbox = normalize(address)

@@ -16,6 +16,7 @@ from daemon.errors import ConfigError, LoginRefused, MailboxRefused, MailboxUnav
 from daemon.intake import imap as imap_intake
 from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake
+from daemon.intake.prepare import Prepared
 from daemon.intake.sources import RawMail
 from daemon.models import MailboxCursor, Quarantined, Ticket
 from daemon.outcomes import IntakeResult
@@ -85,7 +86,8 @@ class CrashAfterCommit(Intake):
         self.server = server
 
     def ingest_batch(self, raws: Sequence[RawMail],
-                     parsed: Sequence[ParsedMail | str] | None = None) -> list[IntakeResult]:
+                     parsed: Sequence[Prepared | ParsedMail | str] | None = None
+                     ) -> list[IntakeResult]:
         results = super().ingest_batch(raws, parsed)
         self.server.stop()
         return results

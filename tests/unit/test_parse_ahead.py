@@ -14,7 +14,7 @@ from daemon.config import from_mapping
 from daemon.intake import rules, spill
 from daemon.intake.parse import Reading
 from daemon.intake.parsed import ParsedMail
-from daemon.intake.parsing import Parsed, ParseAhead, parse_batch
+from daemon.intake.parsing import ParseAhead, Parsed, parse_batch
 from daemon.intake.prepare import Prepared, Preparing, conclude, parse_or_reason
 from daemon.intake.sources import RawMail
 from tests.unit.test_spill import BIG, file_part, mixed
