@@ -116,7 +116,8 @@ def database(kind: str, folder: Path) -> Iterator[str]:
 
 
 def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
-            repo: Path = REPO) -> tuple[float, float, int, float, float]:
+            repo: Path = REPO, batch_size: int | None = None
+            ) -> tuple[float, float, int, float, float]:
     """(seconds, peak RSS MiB, acceptance mails written, CPU seconds, main process's CPU
     seconds) of one `poll --once`."""
     with tempfile.TemporaryDirectory(prefix="drain-") as tmp, \
@@ -128,6 +129,7 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
             f'[database]\nurl = "{url}"\n'
             f'[imap]\nhost = "{imap.host}"\nport = {imap.port}\nsecurity = "none"\n'
             f'username = "{user}"\npassword_env = "BENCH_IMAP_PW"\n'
+            + (f"batch_size = {batch_size}\n" if batch_size else "") +
             f'[smtp]\nbackend = "file"\nfile_dir = "{folder / "out"}"\n'
             '[[teams]]\nname = "ops"\nlabel_zh = "运维组"\nlabel_en = "Operations"\n'
             'members = ["ops1@corp.example", "ops2@corp.example"]\n'
@@ -172,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--big", type=int, default=0, help="attachments of 10-25 MB")
+    parser.add_argument("--batch-size", type=int, help="[imap] batch_size (default: ticketd's)")
     parser.add_argument("--profile", type=Path, help="pyinstrument report of ticketd")
     parser.add_argument("--baseline", type=Path,
                         help="another ticketd checkout (e.g. `git archive` of an older commit) "
@@ -208,8 +211,8 @@ def main() -> None:
             line = [f"round {n + 1}: floor {floors[-1]:6.2f} s "
                     f"({args.mails / floors[-1]:4.0f} msg/s, CPU {floor_cpu:5.2f} s)"]
             for (name, repo), box in zip(contenders, boxes[1:], strict=True):
-                seconds, rss, written, cpu, main_cpu = ticketd(imap, box, args.db,
-                                                               args.profile, repo)
+                seconds, rss, written, cpu, main_cpu = ticketd(
+                    imap, box, args.db, args.profile, repo, args.batch_size)
                 drains[name].append(seconds)
                 cpus[name].append(cpu)
                 left = len(imap.folder_uids(box))

@@ -20,6 +20,12 @@ class Address:
         return f"{self.name} <{self.email}>" if self.name else self.email
 
 
+def domain_of(address: str) -> str:
+    """The domain of an address, lower case ("" when it has none)."""
+    _, at, domain = address.strip().lower().rpartition("@")
+    return domain if at else ""
+
+
 def normalize(address: str) -> str:
     """The mailbox an address delivers to, for counting: lower case, ``+tag`` dropped."""
     local, at, domain = address.strip().lower().rpartition("@")

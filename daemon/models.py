@@ -84,6 +84,9 @@ class Ticket(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", STATUS_VALUES), name="status"),
         CheckConstraint(_one_of("priority", PRIORITIES), name="priority"),
+        # the new-ticket budget: a mailbox's / a domain's tickets of the last hour
+        Index("ix_tickets_mailbox_created", "requester_mailbox", "created_at"),
+        Index("ix_tickets_domain_created", "requester_domain", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -97,6 +100,9 @@ class Ticket(Base):
     co_handlers: Mapped[list[Any]] = mapped_column(default=list)
     requester_name: Mapped[str] = mapped_column(Text, default="")
     requester_email: Mapped[str] = mapped_column(String(998), index=True)
+    # requester_email normalised (lower case, +tag dropped: addresses.normalize) and its domain
+    requester_mailbox: Mapped[str] = mapped_column(String(998), server_default="")
+    requester_domain: Mapped[str] = mapped_column(String(998), server_default="")
     cc: Mapped[list[Any]] = mapped_column(default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     language: Mapped[str] = mapped_column(String(10), default="en")

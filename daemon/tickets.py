@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from daemon.addresses import domain_of, normalize
 from daemon.clock import iso_time
 from daemon.errors import NotFound
 from daemon.models import Event, Message, Ticket
@@ -65,9 +66,11 @@ def create(
 
     ``write_now=False`` leaves the INSERT to the caller's next flush (no id until then):
     intake writes the ticket together with its first message, one flush instead of two."""
+    requester_mailbox = normalize(requester_email)  # what the new-ticket budget counts by
     ticket = Ticket(
         number=number, subject=subject, status="new", priority=priority, category=category,
         team=team, requester_name=requester_name, requester_email=requester_email.lower(),
+        requester_mailbox=requester_mailbox, requester_domain=domain_of(requester_email),
         cc=sorted({c.lower() for c in cc} - {requester_email.lower()}), fields=fields or {},
         language=language, mailbox=mailbox, created_at=at, updated_at=at,
     )
