@@ -343,23 +343,36 @@ def _builtin_categories() -> tuple[Category, ...]:
 
 
 @functools.lru_cache(maxsize=256)
-def _matcher(words: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One regex finding any of ``words`` (ASCII on word boundaries), longest first."""
-    if not words:
-        return None
-    ordered = sorted({w.lower() for w in words if w.strip()}, key=len, reverse=True)
-    return re.compile("|".join(f"(?:{reading.word_pattern(w)})" for w in ordered),
-                      re.IGNORECASE)
+def _keywords(words: tuple[str, ...]) -> tuple[str, ...]:
+    """``words`` lower case, distinct, longest first (the order the matcher tries them)."""
+    return tuple(sorted({w.lower() for w in words if w.strip()}, key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _matcher(present: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex finding any of ``present`` (lower case, longest first; ASCII on word
+    boundaries) in lower-case text."""
+    return re.compile("|".join(f"(?:{reading.word_pattern(w)})" for w in present))
 
 
 def _hits(words: tuple[str, ...], text: str) -> list[str]:
-    """The distinct words of ``words`` found in ``text``, in the order they appear."""
-    matcher = _matcher(words)
-    if matcher is None or not text:
+    """The distinct words of ``words`` found in ``text`` (any case), in the order they
+    appear.
+
+    A category has dozens of keywords, and a regex alternation of all of them tries each at
+    every position of the text (~180 µs for a mail). Most are not in a given text at all: a
+    substring test drops those first (C speed), and the regex runs over the few left, which
+    finds exactly what the whole alternation would (a word that is nowhere in the text
+    matches nowhere)."""
+    if not text:
+        return []
+    lowered = text.lower()
+    present = tuple(w for w in _keywords(words) if w in lowered)
+    if not present:
         return []
     found: list[str] = []
-    for match in matcher.finditer(text):
-        word = match.group(0).lower()
+    for match in _matcher(present).finditer(lowered):
+        word = match.group(0)
         if word not in found:
             found.append(word)
     return found
