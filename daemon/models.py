@@ -168,16 +168,6 @@ class Message(Base):
 
 # The signature part of multipart/signed (S/MIME, PGP): kept as an attachment, since nothing
 # received is dropped, but marked, so that nothing relays it to others as a file.
-SIGNATURE_TYPES = frozenset(
-    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
-)
-
-
-def is_signature(content_type: str) -> bool:
-    """Whether an attachment of this content type is a signature (also for stored rows)."""
-    return content_type.strip().lower() in SIGNATURE_TYPES
-
-
 class Attachment(Base):
     """An attachment's metadata; the bytes live content-addressed under [attachments] dir."""
 

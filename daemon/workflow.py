@@ -39,7 +39,8 @@ from daemon.config import Config
 from daemon.directory import Directory
 from daemon.errors import Refused
 from daemon.intents import MailIntent
-from daemon.models import SIGNATURE_TYPES, Attachment, Message, Ticket
+from daemon.models import Attachment, Message, Ticket
+from daemon.signatures import SIGNATURE_TYPES
 from daemon.states import PRIORITIES, Status
 
 __all__ = ["TRANSITIONS", "MailIntent", "Process", "Status"]

@@ -1,12 +1,13 @@
 """The hourly new-ticket budget answered for a whole batch, not with one query per message.
 
-:func:`daemon.intake.limits.over_budget` is the rule: a sender's normalised mailbox (and, with
+:func:`counted_over_budget` is the rule: a sender's normalised mailbox (and, with
 ``[mail] max_new_tickets_per_domain_hour``, its domain) may open so many tickets per rolling
 hour. Asked once per new message it is one count query each. A batch knows its senders
 before it begins, so :func:`prime` counts the recent tickets of all of them in one grouped,
-indexed query (``tickets.created_at``), keeps the counts in the transaction's ``session.info``,
-and :func:`counted` adds each ticket the batch opens. :func:`over_budget` then answers exactly
-what :func:`daemon.intake.limits.over_budget` would at the same ``now``: the same predicate
+indexed query (``tickets.requester_mailbox`` / ``requester_domain`` with ``created_at``),
+keeps the counts in the transaction's ``session.info``, and :func:`counted` adds each ticket
+the batch opens. :func:`over_budget` then answers exactly what :func:`counted_over_budget`
+would at the same ``now``: the same predicate
 (:func:`same_mailbox`, :func:`in_domain`) decides which tickets count. Any rollback (one
 message's savepoint included) drops the counts; the next question counts again from the
 database, so a rolled-back ticket is never counted. A mailbox that was not primed falls back to
@@ -20,11 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, or_, select
+from sqlalchemy import ColumnElement, event, func, or_, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from daemon.addresses import normalize
-from daemon.intake import limits
 from daemon.models import Ticket
 
 _KEY = "ticketd.budget"
@@ -46,7 +46,7 @@ class _Counts:
 
 def same_mailbox(email: str, mailbox: str) -> bool:
     """Does ``requester_email`` count for the normalised ``mailbox``? What
-    :func:`daemon.intake.limits.over_budget` counts (the stored ``requester_mailbox`` is
+    :func:`counted_over_budget` counts (the stored ``requester_mailbox`` is
     ``requester_email`` normalised: ``= local@domain`` or ``local+tag@domain``), for the
     lower-case addresses intake stores."""
     local, _, domain = mailbox.rpartition("@")
@@ -63,6 +63,54 @@ def in_domain(email: str, domain: str) -> bool:
 
 def _domain(mailbox: str) -> str:
     return mailbox.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Why a sender may open no new ticket now: who is over, how many, the limit."""
+
+    who: str          # the normalised mailbox, or "@domain"
+    count: int
+    limit: int
+
+    @property
+    def reason(self) -> str:
+        key = "max_new_tickets_per_domain_hour" if self.who.startswith("@") \
+            else "max_new_tickets_per_hour"
+        return (f"rate limit: {self.count} new tickets from {self.who} in the last hour "
+                f"([mail] {key} = {self.limit})")
+
+
+def counted_over_budget(session: Session, mailbox: str, now: datetime, limit: int,
+                        domain_limit: int) -> Budget | None:
+    """The rule, asked of the database alone: whether ``mailbox`` (normalised) or its domain
+    opened ``limit`` (``domain_limit``) or more tickets in the hour before ``now``; 0
+    switches a limit off. Indexed counts over ``tickets.requester_mailbox`` /
+    ``requester_domain`` with ``created_at``."""
+    since = now - WINDOW
+    if limit:
+        count = session.scalar(select(func.count()).select_from(Ticket).where(
+            Ticket.created_at > since, same_mailbox_clause(mailbox))) or 0
+        if count >= limit:
+            return Budget(mailbox, count, limit)
+    if domain_limit:
+        domain = mailbox.rpartition("@")[2]
+        count = session.scalar(select(func.count()).select_from(Ticket).where(
+            Ticket.created_at > since, in_domain_clause(domain))) or 0
+        if count >= domain_limit:
+            return Budget(f"@{domain}", count, domain_limit)
+    return None
+
+
+def same_mailbox_clause(mailbox: str) -> ColumnElement[bool]:
+    """``requester_email`` is this (normalised) mailbox, with or without a ``+tag``: the
+    stored normalised mailbox, indexed with ``created_at``."""
+    return Ticket.requester_mailbox == mailbox
+
+
+def in_domain_clause(domain: str) -> ColumnElement[bool]:
+    """``requester_email`` is an address at ``domain`` (indexed with ``created_at``)."""
+    return Ticket.requester_domain == domain
 
 
 def prime(session: Session, senders: Iterable[str], now: datetime, *, mailboxes: bool,
@@ -87,7 +135,7 @@ def _load(session: Session, counts: _Counts) -> None:
         times.clear()
     counts.by_domain = {_domain(m): [] for m in counts.wanted} if counts.domains else {}
     counts.stale = False
-    # limits.same_mailbox_clause / in_domain_clause for all of them: indexed lookups
+    # same_mailbox_clause / in_domain_clause for all of them: indexed lookups
     matches = []
     if counts.mailboxes:
         matches.append(Ticket.requester_mailbox.in_(sorted(counts.mailboxes)))
@@ -110,27 +158,27 @@ def _add(counts: _Counts, email: str, created_at: datetime) -> None:
 
 
 def over_budget(session: Session, mailbox: str, now: datetime, limit: int,
-                domain_limit: int) -> limits.Budget | None:
-    """:func:`daemon.intake.limits.over_budget`, answered from the batch's tickets when it
+                domain_limit: int) -> Budget | None:
+    """:func:`counted_over_budget`, answered from the batch's tickets when it
     has them (the same answer: the same tickets, the same window)."""
     counts: _Counts | None = session.info.get(_KEY)
     if counts is None or counts.transaction is not session.get_transaction() \
             or mailbox not in counts.wanted or now - WINDOW < counts.since \
             or (limit and mailbox not in counts.mailboxes) \
             or (domain_limit and not counts.domains):
-        return limits.over_budget(session, mailbox, now, limit, domain_limit)
+        return counted_over_budget(session, mailbox, now, limit, domain_limit)
     if counts.stale:
         _load(session, counts)
     since = now - WINDOW
     if limit:
         count = sum(1 for at in counts.mailboxes[mailbox] if at > since)
         if count >= limit:
-            return limits.Budget(mailbox, count, limit)
+            return Budget(mailbox, count, limit)
     if domain_limit:
         domain = _domain(mailbox)
         count = sum(1 for at in counts.by_domain[domain] if at > since)
         if count >= domain_limit:
-            return limits.Budget(f"@{domain}", count, domain_limit)
+            return Budget(f"@{domain}", count, domain_limit)
     return None
 
 

@@ -1,5 +1,4 @@
-"""Bounded cost per message: what intake reads of one mail, and how many new tickets a sender
-may open per hour.
+"""Bounded cost per message: what intake reads of one mail.
 
 Why this module exists: one hostile mail must never stall intake. A Subject of 100,000
 encoded-words, a 10 MB header or 10,000 Cc addresses cost the decoders (ours, mail-parser's and
@@ -20,20 +19,13 @@ Below the top level, the MIME structure is capped by :mod:`daemon.intake.spill` 
 nesting, one part's header block: :func:`bounded_part_headers`), which also streams large
 attachments to the store and cuts over-long body text before the parser sees them.
 
-The per-sender budget of new tickets (``[mail] max_new_tickets_per_hour``) is
-:func:`over_budget`: one indexed count query, asked by ``pipeline.decide``.
+Pure (bytes in, bytes out): the parse worker runs it. The per-sender budget of new tickets
+(``[mail] max_new_tickets_per_hour``) is :mod:`daemon.intake.budget`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
-
-from daemon.models import Ticket
 
 __all__ = [
     "KEEP",
@@ -42,12 +34,8 @@ __all__ = [
     "MAX_FIELDS",
     "MAX_FIELD_BYTES",
     "MAX_PART_HEADER_BYTES",
-    "Budget",
     "bounded_headers",
     "bounded_part_headers",
-    "in_domain_clause",
-    "over_budget",
-    "same_mailbox_clause",
 ]
 
 MAX_FIELD_BYTES = 16 * 1024
@@ -226,50 +214,3 @@ def _first_addresses(field: bytes, name: bytes, defects: list[str]) -> bytes:
 
 
 # --- new tickets per sender per hour ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Why a sender may open no new ticket now: who is over, how many, the limit."""
-
-    who: str          # the normalised mailbox, or "@domain"
-    count: int
-    limit: int
-
-    @property
-    def reason(self) -> str:
-        key = "max_new_tickets_per_domain_hour" if self.who.startswith("@") \
-            else "max_new_tickets_per_hour"
-        return (f"rate limit: {self.count} new tickets from {self.who} in the last hour "
-                f"([mail] {key} = {self.limit})")
-
-
-def over_budget(session: Session, mailbox: str, now: datetime, limit: int,
-                domain_limit: int) -> Budget | None:
-    """Whether ``mailbox`` (normalised) or its domain opened ``limit`` (``domain_limit``) or
-    more tickets in the hour before ``now``; 0 switches a limit off. Indexed counts over
-    ``tickets.requester_email`` / ``created_at``."""
-    since = now - timedelta(hours=1)
-    if limit:
-        count = session.scalar(select(func.count()).select_from(Ticket).where(
-            Ticket.created_at > since, same_mailbox_clause(mailbox))) or 0
-        if count >= limit:
-            return Budget(mailbox, count, limit)
-    if domain_limit:
-        domain = mailbox.rpartition("@")[2]
-        count = session.scalar(select(func.count()).select_from(Ticket).where(
-            Ticket.created_at > since, in_domain_clause(domain))) or 0
-        if count >= domain_limit:
-            return Budget(f"@{domain}", count, domain_limit)
-    return None
-
-
-def same_mailbox_clause(mailbox: str) -> ColumnElement[bool]:
-    """``requester_email`` is this (normalised) mailbox, with or without a ``+tag``: the
-    stored normalised mailbox, indexed with ``created_at``."""
-    return Ticket.requester_mailbox == mailbox
-
-
-def in_domain_clause(domain: str) -> ColumnElement[bool]:
-    """``requester_email`` is an address at ``domain`` (indexed with ``created_at``)."""
-    return Ticket.requester_domain == domain

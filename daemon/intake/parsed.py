@@ -11,7 +11,7 @@ from datetime import datetime
 
 from daemon.addresses import Address
 from daemon.blobs import Written
-from daemon.models import SIGNATURE_TYPES, is_signature
+from daemon.signatures import SIGNATURE_TYPES, is_signature
 
 __all__ = ["SIGNATURE_TYPES", "Address", "Attachment", "CharsetNote", "ParsedMail", "Report",
            "is_signature"]

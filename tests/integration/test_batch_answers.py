@@ -24,7 +24,7 @@ from daemon import tickets
 from daemon.addresses import normalize
 from daemon.app import App
 from daemon.clock import FixedClock
-from daemon.intake import budget, limits
+from daemon.intake import budget
 from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake
 from daemon.intake.prepare import Prepared
@@ -55,7 +55,7 @@ class Probe(Intake):
             self.answers.append((
                 f"budget {mailbox}",
                 budget.over_budget(session, mailbox, now, PER_SENDER, PER_DOMAIN),
-                limits.over_budget(session, mailbox, now, PER_SENDER, PER_DOMAIN)))
+                budget.counted_over_budget(session, mailbox, now, PER_SENDER, PER_DOMAIN)))
             self.answers.append((f"brake {address}", brake.look(session, address, mailbox, now),
                                  brake.ask(session, address, mailbox, now)))
         return super()._one(session, raw, mail)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from daemon import db as dbmod
 from daemon import tickets
-from daemon.intake import budget, limits
+from daemon.intake import budget
 from daemon.models import Ticket
 
 NOW = datetime(2023, 10, 27, 12, 0, tzinfo=UTC)
@@ -62,13 +62,13 @@ def test_the_count_is_the_predicate_count_and_new_tickets_carry_their_mailbox(
         for mailbox in {m for _, m, _ in ADDRESSES}:
             expected = sum(budget.same_mailbox(e, mailbox) for e in emails)
             assert session.scalar(select(func.count()).select_from(Ticket).where(
-                limits.same_mailbox_clause(mailbox))) == expected, mailbox
-            over = limits.over_budget(session, mailbox, NOW, expected, 0)
+                budget.same_mailbox_clause(mailbox))) == expected, mailbox
+            over = budget.counted_over_budget(session, mailbox, NOW, expected, 0)
             assert over is not None and over.count == expected
-            assert limits.over_budget(session, mailbox, NOW, expected + 1, 0) is None
+            assert budget.counted_over_budget(session, mailbox, NOW, expected + 1, 0) is None
         for domain in {d for _, _, d in ADDRESSES if d}:
             expected = sum(budget.in_domain(e, domain) for e in emails)
-            over = limits.over_budget(session, f"x@{domain}", NOW, 0, expected)
+            over = budget.counted_over_budget(session, f"x@{domain}", NOW, 0, expected)
             assert over is not None and over.count == expected, domain
     database.dispose()
 

@@ -23,7 +23,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("app",),
     ("directory", "routing", "classify", "fields", "readtime", "sla", "feedback"),
     ("tickets", "ticket_numbers", "models", "db", "migrations", "config", "addresses", "verp",
-     "states", "intents", "outcomes", "errors", "clock", "blobs", "logs", "__init__"),
+     "states", "intents", "outcomes", "errors", "clock", "blobs", "logs", "signatures",
+     "__init__"),
 )
 
 
