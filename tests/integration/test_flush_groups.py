@@ -255,3 +255,23 @@ def test_a_crash_mid_group_loses_no_record_of_a_mail_sent_before_it(
     report = outbox.flush(app)
     assert report.sent == len(ids) - 3  # the rest, the one in hand included; none twice
     assert delivered(app) == {r.message_id: r.raw for r in stored(app).values()}
+
+
+def test_the_batch_connection_goes_back_to_the_pool_transactional(app: App) -> None:
+    """On PostgreSQL the flush reads and records "sent" in autocommit; a pooled connection
+    left so would commit every statement of the next intake batch on its own (no rollback,
+    no savepoint per message)."""
+    queue(app, 3)
+    assert outbox.flush(app).sent == 3
+    held = [app.db.engine.connect() for _ in range(5)]  # every one the pool keeps (db.py)
+    try:
+        if not app.db.is_sqlite:  # (SQLite: db.py issues every BEGIN itself)
+            assert not any(c.connection.driver_connection.autocommit  # type: ignore[union-attr]
+                           for c in held)
+    finally:
+        for c in held:
+            c.close()
+    with pytest.raises(RuntimeError), app.db.transaction() as s:
+        s.execute(update(OutboxMail).values(subject="changed"))
+        raise RuntimeError("rolled back")
+    assert {r.subject for r in stored(app).values()} != {"changed"}
