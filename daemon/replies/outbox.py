@@ -15,10 +15,13 @@ what is due:
    (template or compose error) is ``failed`` with ``mail-failed`` on the ticket, never
    retried (``ticketd outbox resend ID`` writes it again, e.g. after a template fix). Rows
    queued before migration 0006 carry their bytes and are sent as they are;
-3. send them over one transport connection;
-4. record each outcome in its own transaction: ``sent``; a temporary failure goes back to
-   ``queued`` with exponential backoff until ``max_attempts``; a permanent failure (5xx) is
-   ``failed`` at once and logged on the ticket.
+3. send them over one transport connection; the bytes of mails already written are read a
+   group at a time, as many as fit in a byte budget (:mod:`~daemon.replies.readahead`);
+4. record each outcome in its own transaction, committed before the next mail is sent:
+   ``sent`` (one UPDATE on the connection the batch holds, autocommit on PostgreSQL); a
+   temporary failure goes back to ``queued`` with exponential backoff until
+   ``max_attempts``; a permanent failure (5xx) is ``failed`` at once and logged on the
+   ticket.
 
 A server that cannot be reached, or that refuses our login, is a fact about the server, not
 about a mail: the first failed connection ends the flush, every claimed row goes back to
@@ -40,7 +43,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, defer
 
 from daemon import tickets
@@ -58,6 +72,7 @@ from daemon.outcomes import FlushReport
 from daemon.replies import brake, envelopes, kinds
 from daemon.replies.compose import thread_references
 from daemon.replies.composers import Composer, InProcess, WorkerPool
+from daemon.replies.readahead import ReadAhead
 from daemon.replies.transports import Transport, from_config
 from daemon.replies.writer import Job, Unwritable, Written, job_of
 
@@ -66,6 +81,7 @@ log = logging.getLogger("ticketd.outbox")
 MAX_BACKOFF = timedelta(hours=6)
 WRITE_AHEAD = 8  # mails a composer may write ahead of the one being sent
 STATUSES = ("queued", "sending", "sent", "failed")
+_OUTBOX: Table = OutboxMail.metadata.tables[OutboxMail.__tablename__]
 
 
 def _pid_namespace() -> str:
@@ -124,10 +140,11 @@ def _person(address: Address) -> dict[str, str]:
 
 
 def _due(now: datetime, force: bool) -> ColumnElement[bool]:
-    queued = OutboxMail.status == "queued"
+    table = _OUTBOX.c
+    queued = table.status == "queued"
     return or_(
-        queued if force else and_(queued, OutboxMail.next_attempt_at <= now),
-        and_(OutboxMail.status == "sending", OutboxMail.claimed_until < now),
+        queued if force else and_(queued, table.next_attempt_at <= now),
+        and_(table.status == "sending", table.claimed_until < now),
     )
 
 
@@ -152,58 +169,74 @@ class Claim:
     """One claimed row: what to send, and whose expired claim it takes over (if any)."""
 
     id: int
+    kind: str
     message_id: str
     sender: str
     recipients: list[str]
+    size: int | None = None              # bytes stored on the row when claimed (None: none)
     taken_from: str | None = None   # a claimer that died mid-send: this is a resend
     taken_until: datetime | None = None  # its claim's end, to restore when given back
     verp_key: str | None = None          # the key of its VERP tags (replies/envelopes.py)
 
 
+# What a claim needs of a row, never its bytes (read later, a group at a time: readahead.py)
+# nor its draft (read only for the rows not written yet: _jobs).
+_CLAIM_COLUMNS = (_OUTBOX.c.id, _OUTBOX.c.kind, _OUTBOX.c.message_id, _OUTBOX.c.sender,
+                  _OUTBOX.c.recipients, _OUTBOX.c.status, _OUTBOX.c.attempts,
+                  _OUTBOX.c.claimed_by, _OUTBOX.c.claimed_until, _OUTBOX.c.verp_key,
+                  func.length(_OUTBOX.c.raw).label("size"))
+_TAKE = update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(
+    status="sending", claimed_by=bindparam("worker"), claimed_until=bindparam("until"),
+    attempts=_OUTBOX.c.attempts + 1)
+_GIVE_UP = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(
+    status="failed", claimed_by=None, claimed_until=None, last_error=bindparam("why"))
+# A mail handed to the transport, recorded in its own transaction (see _sent).
+_SENT = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(
+    status="sent", sent_at=bindparam("at"), last_error=None, claimed_by=None,
+    claimed_until=None)
+
+
 def _claim(app: App, worker: str, limit: int, force: bool = False) -> list[Claim]:
     now = app.clock.now()
-    with app.ready_db().transaction() as session:
-        # The bytes are read one mail at a time when it is sent (_raw): a batch of mails with
-        # 25 MB attachments must not sit in memory at once.
-        stmt = select(OutboxMail).options(defer(OutboxMail.raw)).where(
-            _due(now, force)).order_by(OutboxMail.id).limit(limit)
-        if not app.db.is_sqlite:
+    db = app.ready_db()
+    with db.engine.begin() as conn:
+        # The bytes are not read here but a group at a time when sent (readahead.py): a batch
+        # of mails with 25 MB attachments must not sit in memory at once. Their size is.
+        stmt = select(*_CLAIM_COLUMNS).where(_due(now, force)).order_by(
+            _OUTBOX.c.id).limit(limit)
+        if not db.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.scalars(stmt))
+        rows = list(conn.execute(stmt))
         if len(rows) < limit:
-            orphans = select(OutboxMail).options(defer(OutboxMail.raw)).where(
-                OutboxMail.status == "sending", OutboxMail.claimed_until >= now)
-            if not app.db.is_sqlite:
+            orphans = select(*_CLAIM_COLUMNS).where(
+                _OUTBOX.c.status == "sending", _OUTBOX.c.claimed_until >= now)
+            if not db.is_sqlite:
                 orphans = orphans.with_for_update(skip_locked=True)
-            rows += [r for r in session.scalars(orphans) if _claimer_is_dead(r.claimed_by)]
+            rows += [r for r in conn.execute(orphans) if _claimer_is_dead(r.claimed_by)]
         claims: list[Claim] = []
         for row in rows:
             if row.status == "sending" and row.attempts >= app.config.smtp.max_attempts:
                 # Crashed mid-send every time: stop trying rather than crash forever.
-                row.status, row.claimed_by, row.claimed_until = "failed", None, None
-                row.last_error = f"claim expired mid-send {row.attempts} times; gave up"
-                log.error("outbox %s (%s): %s", row.id, row.message_id, row.last_error)
+                why = f"claim expired mid-send {row.attempts} times; gave up"
+                conn.execute(_GIVE_UP, {"row_id": row.id, "why": why})
+                log.error("outbox %s (%s): %s", row.id, row.message_id, why)
                 continue
-            taken_from = (row.claimed_by or "unknown") if row.status == "sending" else None
-            taken_until = row.claimed_until if row.status == "sending" else None
-            row.status = "sending"
-            row.claimed_by = worker
-            row.claimed_until = now + timedelta(seconds=app.config.smtp.claim_seconds)
-            row.attempts += 1
-            claims.append(Claim(row.id, row.message_id, row.sender, list(row.recipients),
-                                taken_from, taken_until, row.verp_key))
+            resend = row.status == "sending"
+            claims.append(Claim(
+                row.id, row.kind, row.message_id, row.sender, list(row.recipients),
+                size=row.size, taken_from=(row.claimed_by or "unknown") if resend else None,
+                taken_until=row.claimed_until if resend else None, verp_key=row.verp_key))
+        if claims:
+            conn.execute(_TAKE, {"ids": [c.id for c in claims], "worker": worker,
+                                 "until": now + timedelta(seconds=app.config.smtp.claim_seconds)})
         return claims
 
 
-def _raw(app: App, row_id: int) -> bytes | None:
-    """The bytes of one claimed mail, read just before it is sent (None: not written yet)."""
-    with app.db.transaction() as session:
-        raw = session.execute(select(OutboxMail.raw).where(OutboxMail.id == row_id)).scalar_one()
-        return None if raw is None else bytes(raw)
-
-
 def _jobs(app: App, claimed: Sequence[Claim]) -> dict[int, Job]:
-    """The claimed rows whose mail is not written yet, as jobs for a composer."""
+    """The claimed rows whose mail is not written yet, as jobs for a composer (only the
+    claims that had no bytes are asked about; none, no transaction)."""
+    if not claimed:
+        return {}
     with app.db.transaction() as session:
         rows = session.scalars(select(OutboxMail).options(defer(OutboxMail.raw)).where(
             OutboxMail.id.in_([c.id for c in claimed]), OutboxMail.raw.is_(None),
@@ -388,24 +421,37 @@ def _send(app: App, transport: Transport, claim: Claim, raw: bytes) -> dict[str,
         verp_key=claim.verp_key), raw)
 
 
+def _batch_connection(app: App) -> Connection:
+    """The connection a batch reads bytes and records "sent" on. On PostgreSQL each of those
+    is one statement in autocommit: the same transaction per statement, committed as
+    durably, in one round trip instead of three (BEGIN, the statement, COMMIT). SQLite's
+    ``BEGIN IMMEDIATE`` (db.py) needs its explicit transactions and costs no round trip."""
+    conn = app.db.engine.connect()
+    if not app.db.is_sqlite:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
+
+
+def _sent(app: App, conn: Connection, claim: Claim) -> str:
+    """Record a mail the transport accepted for every recipient: the common case, which a
+    backlog records thousands of times. One UPDATE, committed on its own before the next
+    mail is sent (a crash then resends at most the mail in hand), on the connection the
+    flush holds for its batch: no session, no pool checkout, no RETURNING (the claim knows
+    what the log line says)."""
+    with conn.begin():
+        conn.execute(_SENT, {"row_id": claim.id, "at": app.clock.now()})
+    log.info("sent %s %s to %s", claim.kind, claim.message_id, ", ".join(claim.recipients))
+    return "sent"
+
+
 def _finish(app: App, row_id: int, *, error: Exception | None = None,
             refused: dict[str, str] | None = None, release: Claim | None = None) -> str:
-    """Record one outcome; returns the row's new status. ``release``: never tried (``error``
-    says why): the row is put back as it was before the claim, without the attempt it
-    counted (a dead worker's claim stays that worker's, so its resend is still noticed)."""
+    """Record any other outcome (:func:`_sent` records a plain "sent"); returns the row's new
+    status. ``release``: never tried (``error`` says why): the row is put back as it was
+    before the claim, without the attempt it counted (a dead worker's claim stays that
+    worker's, so its resend is still noticed)."""
     now = app.clock.now()
     cfg = app.config.smtp
-    if error is None and release is None and not refused:
-        # The common case, one UPDATE: a backlog sends thousands of these.
-        with app.db.transaction() as session:
-            sent = session.execute(
-                update(OutboxMail).where(OutboxMail.id == row_id)
-                .values(status="sent", sent_at=now, last_error=None, claimed_by=None,
-                        claimed_until=None)
-                .returning(OutboxMail.kind, OutboxMail.message_id, OutboxMail.recipients)
-                .execution_options(synchronize_session=False)).one()
-        log.info("sent %s %s to %s", sent.kind, sent.message_id, ", ".join(sent.recipients))
-        return "sent"
     with app.db.transaction() as session:
         row = session.get(OutboxMail, row_id)
         assert row is not None
@@ -470,8 +516,11 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
         claimed = _claim(app, worker, batch_size, force)
         if not claimed:
             break
-        jobs = _jobs(app, claimed)
-        with transport:
+        jobs = _jobs(app, [c for c in claimed if c.size is None])
+        # One connection for the batch: the bytes are read on it a group at a time, and
+        # each "sent" is committed on it (its own transaction per mail, as ever).
+        with _batch_connection(app) as conn, transport:
+            stored = ReadAhead(conn, [(c.id, c.size) for c in claimed if c.id not in jobs])
             for index, claim in enumerate(claimed):
                 # a few mails ahead: a worker writes them while this one is sent, and a
                 # batch of mails with big attachments never sits in memory at once
@@ -480,7 +529,7 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
                 job = jobs.get(claim.id)
                 # the database, not this mail, if reading or storing fails
                 raw = _store(app, composer.write(job)) if job is not None \
-                    else _raw(app, claim.id)
+                    else stored.take(claim.id)
                 if raw is None:
                     if job is None:  # no bytes and nothing to write them from
                         _store(app, Unwritable(claim.id, "mail has neither bytes nor draft"))
@@ -503,7 +552,8 @@ def flush(app: App, transport: Transport | None = None, *, limit: int | None = N
                     status = _finish(app, claim.id, error=TransportPermanent(
                         f"cannot send: {type(exc).__name__}: {exc}"))
                 else:
-                    status = _finish(app, claim.id, refused=refused)
+                    status = _finish(app, claim.id, refused=refused) if refused \
+                        else _sent(app, conn, claim)
                 report.attempted += 1
                 if claim.taken_from is not None:
                     log.warning("outbox %s: claim by %s expired mid-send; sent again with the "
