@@ -27,13 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    mapped_column,
-    orm_insert_sentinel,
-    relationship,
-)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from daemon.states import PRIORITIES, Status
 from daemon.verp import new_key as new_verp_key
@@ -159,8 +153,6 @@ class Message(Base):
     origin: Mapped[str] = mapped_column(Text, default="")
     trusted: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
-    # Lets SQLite batch a flush's INSERTs of this table into one statement (migration 0007).
-    _sentinel: Mapped[int | None] = orm_insert_sentinel("insert_sentinel")
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="messages",
                                                  foreign_keys=[ticket_id])
@@ -316,8 +308,6 @@ class OutboxMail(Base):
     # The key of this mail's VERP tags (daemon/verp.py): random, never sent; NULL for rows
     # queued before migration 0005 (they go out with the plain support address).
     verp_key: Mapped[str | None] = mapped_column(String(32), default=new_verp_key)
-    # Lets SQLite batch a flush's INSERTs of this table into one statement (migration 0007).
-    _sentinel: Mapped[int | None] = orm_insert_sentinel("insert_sentinel")
 
     # Set instead of ticket_id when queueing, for a ticket not written yet (a new ticket is
     # written once, with its final values, in the flush that writes its mails).
