@@ -219,6 +219,10 @@ class IntakeRecord(Base):
     origin: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime]
 
+    # Set instead of ticket_id by intake, for a ticket not written yet: the row and its ticket
+    # go in the same flush.
+    ticket: Mapped[Ticket | None] = relationship()
+
 
 class Quarantined(Base):
     """A message that could not be processed, kept whole with the reason."""
@@ -300,6 +304,10 @@ class OutboxMail(Base):
     # The key of this mail's VERP tags (daemon/verp.py): random, never sent; NULL for rows
     # queued before migration 0005 (they go out with the plain support address).
     verp_key: Mapped[str | None] = mapped_column(String(32), default=new_verp_key)
+
+    # Set instead of ticket_id when queueing, for a ticket not written yet (a new ticket is
+    # written once, with its final values, in the flush that writes its mails).
+    ticket: Mapped[Ticket | None] = relationship()
 
 
 class Lease(Base):

@@ -3,16 +3,27 @@
 The support process demands that a ticket be traceable end to end, so nothing else assigns to a
 ticket's columns: :func:`create`, :func:`change` and :func:`record` write the row and the event
 in the caller's transaction. :func:`to_dict` is the one JSON shape shown by the CLI.
+
+Events are append-only and nothing reads one back as an object, so they are not ORM objects
+(one INSERT ... RETURNING each, which SQLite cannot batch): :func:`record` keeps the row in the
+session and marks the ticket dirty, and every flush of the session (autoflush before a query,
+a savepoint's release, the commit) writes the rows kept so far with one executemany, in the
+order they were recorded. A rolled-back savepoint or transaction drops the rows it kept, as
+it would drop pending objects: the session flushes when a savepoint begins, so what is kept at
+a rollback was recorded inside what is rolled back. A ticket whose ``events`` collection is
+loaded gets an ORM object instead, so that collection stays current.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import event, func, insert, select
+from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction, selectinload
+from sqlalchemy.orm.attributes import flag_dirty
 
 from daemon.addresses import domain_of, normalize
 from daemon.clock import iso_time
@@ -25,6 +36,22 @@ __all__ = ["PRIORITIES", "STATUSES"]
 SYSTEM = "ticketd"
 
 
+@dataclass(frozen=True)
+class Logged:
+    """What one event says (the row written, or about to be written at the next flush)."""
+
+    at: datetime
+    actor: str
+    action: str
+    detail: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+_KEPT = "ticketd.events"
+_INSERT_EVENTS = insert(Event)
+
+
 def record(
     session: Session,
     ticket: Ticket,
@@ -35,12 +62,37 @@ def record(
     detail: str = "",
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
-) -> Event:
-    """Append one event to a ticket's log."""
-    event = Event(ticket=ticket, at=at, actor=actor, action=action, detail=detail,
-                  before=before, after=after)
-    session.add(event)
-    return event
+) -> Logged:
+    """Append one event to a ticket's log (written at the session's next flush)."""
+    if "events" in ticket.__dict__:  # loaded: an ORM object keeps the collection current
+        session.add(Event(ticket=ticket, at=at, actor=actor, action=action, detail=detail,
+                          before=before, after=after))
+        return Logged(at, actor, action, detail, before, after)
+    kept: list[tuple[Ticket, dict[str, Any]]] | None = session.info.get(_KEPT)
+    if kept is None:
+        kept = session.info[_KEPT] = []
+    kept.append((ticket, {"at": at, "actor": actor, "action": action, "detail": detail,
+                          "before": before, "after": after}))
+    if ticket not in session:
+        session.add(ticket)
+    flag_dirty(ticket)  # the session is not clean: its next flush writes the event
+    return Logged(at, actor, action, detail, before, after)
+
+
+@event.listens_for(Session, "after_flush")
+def _write_events(session: Session, _flush: UOWTransaction) -> None:
+    """The events kept since the last flush, in one statement; their tickets have ids now."""
+    kept: list[tuple[Ticket, dict[str, Any]]] | None = session.info.pop(_KEPT, None)
+    if kept:
+        session.connection().execute(
+            _INSERT_EVENTS, [{"ticket_id": ticket.id, **row} for ticket, row in kept])
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_events(session: Session, _previous: SessionTransaction) -> None:
+    """Whatever is kept was recorded inside what was rolled back (a savepoint's start
+    flushes): it is dropped with it."""
+    session.info.pop(_KEPT, None)
 
 
 def create(
@@ -72,6 +124,7 @@ def create(
         team=team, requester_name=requester_name, requester_email=requester_email.lower(),
         requester_mailbox=requester_mailbox, requester_domain=domain_of(requester_email),
         cc=sorted({c.lower() for c in cc} - {requester_email.lower()}), fields=fields or {},
+        co_handlers=[],  # every column the process reads set now: the INSERT may come later
         language=language, mailbox=mailbox, created_at=at, updated_at=at,
     )
     session.add(ticket)
@@ -88,7 +141,7 @@ _CHANGEABLE = frozenset({"status", "priority", "category", "team", "handler", "s
 
 
 def change(session: Session, ticket: Ticket, *, at: datetime, actor: str, action: str,
-           detail: str = "", **values: Any) -> Event | None:
+           detail: str = "", **values: Any) -> Logged | None:
     """Set ticket columns and log before/after; no event when nothing actually changes."""
     unknown = set(values) - _CHANGEABLE
     if unknown:

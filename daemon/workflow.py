@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from daemon import feedback, routing, tickets
@@ -145,9 +145,14 @@ class Process:
         return email
 
     def _attachments(self, session: Session, message: Message | None) -> tuple[int, ...]:
-        if message is None or message.id is None:
+        """The ids of a message's attachments that go on with a mail about it."""
+        if message is None:
             return ()
-        if "attachments" in message.__dict__:  # loaded (intake just wrote them): no query
+        if "attachments" in message.__dict__ or message.id is None:
+            # Loaded, or not written yet (intake writes a message when its savepoint ends):
+            # no query. A mail names the attachments by id: write them now if they have none.
+            if any(a.id is None for a in message.attachments):
+                session.flush()
             return tuple(sorted(a.id for a in message.attachments if a.skipped is None and
                                 a.content_type not in SIGNATURE_TYPES))
         return tuple(session.scalars(select(Attachment.id).where(
@@ -212,7 +217,15 @@ class Process:
                            detail=f"team {ticket.team!r} is not configured: waiting for an "
                                   "operator to assign")
             return [], None
-        choice = routing.choose(session, team, self.now, dialect=self.dialect)
+        if inspect(ticket).pending:
+            # A new ticket, written with its final values when intake's savepoint for the
+            # message ends: what is pending is that message's own rows, none of which a
+            # choice reads (this ticket has no handler yet), so the team's rotation row is
+            # read without writing the ticket first (and updating it afterwards).
+            with session.no_autoflush:
+                choice = routing.choose(session, team, self.now, dialect=self.dialect)
+        else:
+            choice = routing.choose(session, team, self.now, dialect=self.dialect)
         if choice.handler is None:
             if Status(ticket.status) == Status.NEED_INFO:
                 self.transition(session, ticket, Status.NEW, actor=actor, detail=choice.why)

@@ -26,7 +26,6 @@ from typing import Protocol
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from daemon import commands, tickets
 from daemon.addresses import normalize
@@ -456,7 +455,6 @@ class Intake:
             trusted, why = judge_trust(decision, verdict)
             message = self._store_message(session, ticket, mail, raw, decision, "follow-up",
                                           trusted=trusted)
-            self._flush_stored(session, message)
             detail = f"{verdict.rule}: reply from {mail.from_}"
             if decision.handler and decision.proof is not None and decision.proof.proven:
                 detail += f" (handler; proof: {decision.proof.how}: {decision.proof.reason})"
@@ -481,9 +479,12 @@ class Intake:
                 self.notifier.deliver(session, ticket, intents, trigger)
             self._log(session, decision, mail, raw, "appended", ticket, verdict.note)
             return IntakeResult("appended", ticket.number, verdict.note, mail.message_id)
+        # The ticket, its message and everything below are written in one flush when the
+        # message's savepoint ends, the ticket with its final values (status, handler,
+        # deadline): no INSERT then UPDATE. Only a message with attachments is written as
+        # soon as a mail needs their ids (Process._attachments).
         ticket, found = self._new_ticket(session, mail, decision)
         message = self._store_message(session, ticket, mail, raw, decision, "new")
-        self._flush_stored(session, message)
         intents = self._process(now).open(session, ticket, found, first=message)
         if self.notifier is not None:
             self.notifier.deliver(session, ticket, intents, self._trigger(mail))
@@ -547,14 +548,6 @@ class Intake:
         session.add(message)
         self._store_attachments(message, mail)
         return message
-
-    @staticmethod
-    def _flush_stored(session: Session, message: Message) -> None:
-        """Write the message and its attachments (they get their ids), and keep its attachment
-        list as loaded: the process reads it back, and need not query what was just written."""
-        stored = list(message.attachments)
-        session.flush()
-        set_committed_value(message, "attachments", stored)
 
     def _store_attachments(self, message: Message, mail: ParsedMail) -> None:
         limits = self.app.config.attachments
@@ -673,7 +666,7 @@ class Intake:
             dedup_key=decision.dedup_key, message_id=mail.message_id,
             raw_sha256=decision.content_hash, body_sha256=decision.body_hash, action=action,
             reason=reason,
-            ticket_id=ticket.id if ticket else None, origin=raw.origin,
+            ticket=ticket, origin=raw.origin,
             at=self.app.clock.now()))
 
     # ------------------------------------------------------------------ the safety net

@@ -109,7 +109,7 @@ def enqueue(session: Session, *, ticket: Ticket | None, mail: kinds.MailKind,
     parent = thread_references((), in_reply_to)
     chain = thread_references(references, in_reply_to)
     recipients = [a.email for a in (*to, *cc)]
-    row = OutboxMail(ticket_id=ticket.id if ticket else None, kind=mail.kind,
+    row = OutboxMail(ticket=ticket, kind=mail.kind,
                      message_id=message_id, sender=sender.email, recipients=recipients,
                      primary_recipient=normalize(recipients[0]), subject=mail.subject,
                      raw=None, automatic=automatic, status="queued", attempts=0,
