@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from daemon.commands import mail as handler_mail
 from daemon.db import is_transient
 from daemon.errors import Quarantine, TransientError
 from daemon.intake import budget, envelope, rules, trust
+from daemon.intake import seen as seen_ids
 from daemon.intake.parse import Reading
 from daemon.intake.parsed import Address, ParsedMail
 from daemon.intake.prepare import (
@@ -117,15 +118,6 @@ def rule_context(app: App) -> rules.RuleContext:
     return context
 
 
-# Both dedup questions about a Message-ID in one statement, built once (its compiled form is
-# cached): a new mail, the common case, costs one round trip.
-_SEEN_OR_OURS = select(
-    select(IntakeRecord.id).where(IntakeRecord.dedup_key == bindparam("key"))
-    .limit(1).scalar_subquery(),
-    select(Message.id).where(Message.dedup_key == bindparam("key"), Message.direction == "out")
-    .limit(1).scalar_subquery())
-
-
 def _dedup(session: Session, mail: ParsedMail, digest: str,
            body: str) -> tuple[str, IntakeRecord | None]:
     """(dedup key, the record of the earlier sighting if this mail was seen before).
@@ -136,9 +128,8 @@ def _dedup(session: Session, mail: ParsedMail, digest: str,
     """
     hash_key = f"sha256:{digest}"
     if mail.message_id:
-        seen_id, ours = session.execute(_SEEN_OR_OURS, {"key": mail.message_id}).one()
-        seen = session.get(IntakeRecord, seen_id) if seen_id is not None else None
-        if seen is None and ours is None:
+        seen, ours = seen_ids.ask(session, mail.message_id)  # answered for the batch
+        if seen is None and not ours:
             return mail.message_id, None
         if seen is not None and (digest == seen.raw_sha256 or body == seen.body_sha256):
             return mail.message_id, seen
@@ -364,6 +355,7 @@ class Intake:
 
     @staticmethod
     def _unprimed(session: Session, exc: SQLAlchemyError) -> None:
+        seen_ids.forget(session)
         budget.forget(session)
         brake.forget(session, primed=True)
         log.warning("batch answers not primed, asking per message: %s", exc)
@@ -371,6 +363,7 @@ class Intake:
     def _ask_batch(self, session: Session, mails: Sequence[ParsedMail]) -> None:
         now = self.app.clock.now()
         cfg = self.app.config.mail
+        seen_ids.prime(session, (m.message_id for m in mails))
         senders = [m.from_.email for m in mails if m.from_ is not None and m.from_.email]
         budget.prime(session, senders, now, mailboxes=bool(cfg.max_new_tickets_per_hour),
                      domains=bool(cfg.max_new_tickets_per_domain_hour))
@@ -662,12 +655,14 @@ class Intake:
 
     def _log(self, session: Session, decision: Decision, mail: ParsedMail, raw: RawMail,
              action: str, ticket: Ticket | None, reason: str) -> None:
-        session.add(IntakeRecord(
+        record = IntakeRecord(
             dedup_key=decision.dedup_key, message_id=mail.message_id,
             raw_sha256=decision.content_hash, body_sha256=decision.body_hash, action=action,
             reason=reason,
             ticket=ticket, origin=raw.origin,
-            at=self.app.clock.now()))
+            at=self.app.clock.now())
+        session.add(record)
+        seen_ids.recorded(session, record)
 
     # ------------------------------------------------------------------ the safety net
 

@@ -17,19 +17,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from daemon import tickets
 from daemon.addresses import normalize
 from daemon.app import App
 from daemon.clock import FixedClock
-from daemon.intake import budget
+from daemon.intake import budget, seen
 from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake
 from daemon.intake.prepare import Prepared
 from daemon.intake.sources import RawMail
-from daemon.models import OutboxMail, Suppression
+from daemon.models import Message, OutboxMail, Suppression
 from daemon.outcomes import IntakeResult
 from daemon.replies import brake
 from daemon.replies.notify import Notify
@@ -131,3 +131,53 @@ def test_a_refused_batch_query_leaves_the_batch_to_per_message_answers(
     assert [r.action for r in results] == ["created", "created", "quarantined"]
     assert "rate limit: 2 new tickets from p@x.example" in (results[2].reason or "")
     assert any("batch answers not primed" in r.getMessage() for r in caplog.records)
+
+
+class SeenProbe(Intake):
+    """Intake that, before each message, asks the dedup question about every Message-ID of
+    the batch both ways (from the batch's answers, and with one query)."""
+
+    ids: tuple[str, ...] = ()
+    answers: list[tuple[str, object, object]]
+
+    def _one(self, session: Session, raw: RawMail,
+             mail: Prepared | ParsedMail | str) -> IntakeResult:
+        for message_id in self.ids:
+            record, ours = seen.ask(session, message_id)
+            record_id, our_id = session.execute(seen.SEEN_OR_OURS, {"key": message_id}).one()
+            self.answers.append((message_id, (record.id if record else None, ours),
+                                 (record_id, our_id is not None)))
+        return super()._one(session, raw, mail)
+
+
+def test_the_batch_answers_deduplication_as_one_query_per_message_would(
+        limited: App) -> None:
+    earlier = mail(subject="seen before", sender="f@x.example", message_id="<old@client>")
+    first = Intake(limited, notifier=Notify(limited))
+    [before] = first.ingest_batch([RawMail(earlier, "test:earlier")])
+    with limited.db.transaction() as s:   # the id of our own mail (its copy on the ticket)
+        ours = s.scalars(select(Message.dedup_key).where(Message.direction == "out")).first()
+    assert before.action == "created" and ours
+    twice = mail(subject="twice in one batch", sender="g@x.example", message_id="<twice@client>")
+    batch = [
+        mail(subject="new", sender="h@x.example", message_id="<new@client>"),
+        earlier,                                                           # seen before
+        twice,
+        mail(subject="mine?", sender="i@x.example", message_id=f"<{ours}>"),  # our id
+        twice,                                                             # seen in this batch
+        b"\x00 not a mail at all",                                         # a rollback
+        mail(subject="after", sender="j@x.example", message_id="<after@client>"),
+    ]
+    probe = SeenProbe(limited, notifier=Notify(limited))
+    probe.ids = ("new@client", "old@client", "twice@client", ours, "after@client")  # as kept
+    probe.answers = []
+    results = probe.ingest_batch([RawMail(raw, f"test:{n}") for n, raw in enumerate(batch)])
+    assert [r.action for r in results] == ["created", "duplicate", "created", "created",
+                                           "duplicate", "quarantined", "created"]
+    assert len(probe.answers) == len(batch) * len(probe.ids)
+    for message_id, batched, single in probe.answers:
+        assert batched == single, message_id
+    # the answers moved during the batch (a record written, then seen)
+    assert len({str(b) for m, b, _ in probe.answers if m == "twice@client"}) > 1
+    assert {b for m, b, _ in probe.answers if m == ours} == {(None, True)}
+    assert {b[0] is not None for m, b, _ in probe.answers if m == "old@client"} == {True}
