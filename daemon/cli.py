@@ -21,6 +21,7 @@ from daemon import config as configmod
 from daemon.app import App
 from daemon.clock import format_time, iso_time
 from daemon.errors import ConfigError, TicketdError, UsageError
+from daemon.memory import release_big_buffers
 
 if TYPE_CHECKING:
     from daemon.replies.composers import Composer
@@ -667,6 +668,7 @@ def _setup_logging(debug: bool, cfg: configmod.Config | None, *, quiet: bool) ->
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    release_big_buffers()  # a backlog's big mails must not stay part of the process
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

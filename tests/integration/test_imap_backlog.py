@@ -1,7 +1,7 @@
-"""A backlog against a real Dovecot: the next batch is fetched ahead on a thread of its own,
-a worker process parses it and draws its pure conclusions, and every message still gets
-exactly the outcome intake gives it one by one (threading onto tickets opened earlier in the
-same batch, auto-replies, quarantine, the moves after each commit)."""
+"""A backlog against a real Dovecot: a worker process parses the next batch and draws its pure
+conclusions while this one is written, and every message still gets exactly the outcome
+intake gives it one by one (threading onto tickets opened earlier in the same batch,
+auto-replies, quarantine, the moves after each commit)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def backlog() -> list[bytes]:
     return mails
 
 
-def test_a_backlog_is_fetched_ahead_parsed_in_a_worker_and_each_mail_has_its_outcome(
+def test_a_backlog_is_parsed_in_a_worker_and_each_mail_has_its_outcome(
         imap_app: App, imap: Dovecot, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parsing, "PARSE_WHILE_STARTING", False)  # every batch to the worker
@@ -57,7 +57,7 @@ def test_a_backlog_is_fetched_ahead_parsed_in_a_worker_and_each_mail_has_its_out
     with caplog.at_level(logging.DEBUG, logger="ticketd"):
         report = imap_intake.poll_once(imap_app, Intake(imap_app),
                                        spec_of(imap_app, batch_size=25))
-    assert "fetching ahead on a thread" in caplog.text
+    assert "parsing in a worker process" in caplog.text
     assert caplog.text.count("parsed in the worker") == 5  # 122 messages in batches of 25
     assert Counter(r.action for r in report.results) == {
         "created": ROOTS, "appended": 10, "ignored": 1, "quarantined": 1}

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("app",),
     ("directory", "routing", "classify", "fields", "readtime", "sla", "feedback"),
     ("tickets", "ticket_numbers", "models", "db", "migrations", "config", "addresses", "verp",
-     "states", "intents", "outcomes", "errors", "clock", "blobs", "logs", "signatures",
+     "states", "intents", "outcomes", "errors", "clock", "blobs", "logs", "signatures", "memory",
      "__init__"),
 )
 
