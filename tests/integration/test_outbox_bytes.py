@@ -13,6 +13,7 @@ downgrade moves them back, in chunks.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,11 +32,18 @@ from daemon.errors import TransportTemporary
 from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.models import OutboxMail
-from daemon.replies import outbox
+from daemon.replies import outbox, resend
 from daemon.replies.notify import Notify
 from daemon.replies.writer import Written
 from tests import messages
-from tests.integration.test_flush_groups import COMPLETE, FailingAt, pad, queue, stored
+from tests.integration.test_flush_groups import (
+    COMPLETE,
+    FailingAt,
+    delivered,
+    pad,
+    queue,
+    stored,
+)
 from tests.writing import stored_bytes
 
 MiB = 1024 * 1024
@@ -196,3 +204,35 @@ def test_the_row_s_size_is_what_the_claim_budgets_with(app: App) -> None:
     assert all(claims[i].size == len(written[i]) for i in ids)
     with app.db.transaction() as s:  # the claim took the rows without reading their bytes
         assert set(s.scalars(select(OutboxMail.status))) == {"sending"}
+
+
+def test_resend_by_id_sends_the_stored_bytes_again_and_writes_an_unwritten_one_anew(
+        app: App, clock: FixedClock) -> None:
+    """``ticketd outbox resend ID``: a sent mail goes again as it was stored (same bytes, same
+    Message-ID, nothing stored twice); one that failed before it was written is written now."""
+    unwritten(app, 2)
+    ids = sorted(stored(app))
+    with app.db.transaction() as s:  # the second cannot be written (its draft is broken)
+        row = s.get(OutboxMail, ids[1])
+        assert row is not None and row.variables is not None
+        broken = dict(row.variables)
+        row.variables = {k: v for k, v in broken.items() if k != "number"}
+    report = outbox.flush(app)
+    assert (report.sent, report.failed) == (len(ids) - 1, 1)
+    first = stored_bytes(app)
+    assert ids[1] not in first and stored(app)[ids[1]].status == "failed"
+    with app.db.transaction() as s:  # fixed (as a template fix would), then resent by id
+        row = s.get(OutboxMail, ids[1])
+        assert row is not None
+        row.variables = broken
+    folder = Path(app.config.smtp.file_dir)
+    shutil.rmtree(folder)
+    clock.advance(timedelta(minutes=1))
+    assert [resend.requeue(app, i).action for i in ids[:2]] == ["requeued", "requeued"]
+    assert outbox.flush(app).sent == 2
+    again = stored_bytes(app)
+    assert again[ids[0]] == first[ids[0]]  # untouched: the same bytes went again
+    rows = stored(app)
+    assert rows[ids[1]].size == len(again[ids[1]])  # written now, stored once
+    assert delivered(app) == {rows[i].message_id: again[i] for i in ids[:2]}
+    assert first[ids[0]].count(f"Message-ID: <{rows[ids[0]].message_id}>".encode()) == 1
