@@ -277,10 +277,10 @@ class OutboxMail(Base):
     recipients: Mapped[list[Any]] = mapped_column()
     primary_recipient: Mapped[str] = mapped_column(String(998), index=True)  # for the loop brake
     subject: Mapped[str] = mapped_column(Text, default="")
-    # The MIME bytes, written at send time from the columns below (replies.writer) and kept,
-    # so a resend after a crash sends the identical mail. Rows queued before migration 0006
-    # have them from the start, and no draft.
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The size of the MIME bytes once written (they are kept in OutboxBytes, not here: see
+    # there); NULL while the mail is not written. Rows queued before migration 0006 have
+    # their bytes from the start, and no draft.
+    size: Mapped[int | None] = mapped_column(Integer)
     automatic: Mapped[bool] = mapped_column(default=True)
     # What the mail is written from: the kind's variables as of queue time (kinds.to_json),
     # its locale, the From display name, To and Cc as [{"name", "email"}], the thread and the
@@ -308,6 +308,23 @@ class OutboxMail(Base):
     # Set instead of ticket_id when queueing, for a ticket not written yet (a new ticket is
     # written once, with its final values, in the flush that writes its mails).
     ticket: Mapped[Ticket | None] = relationship()
+
+
+class OutboxBytes(Base):
+    """The MIME bytes of one outbox mail, written once at send time from the row's draft
+    (replies.writer) and kept, so a resend after a crash sends the identical mail.
+
+    Why a table of their own: SQLite rewrites a whole row on every UPDATE, blobs included, and
+    an outbox row changes status about three times (stored, claimed, sent, or a retry): with
+    the bytes on the row each change wrote them into the WAL again (4 ms for a 340 KB mail,
+    against 0.03 ms without). Here they are inserted once and only read afterwards; the row
+    keeps their ``size`` (what a claim budgets its reads with).
+    """
+
+    __tablename__ = "outbox_bytes"
+
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Lease(Base):

@@ -13,8 +13,10 @@ what is due:
    :mod:`~daemon.replies.composers` composer that may run in another process) and store its
    bytes on the row in a short transaction before sending; a mail that cannot be written
    (template or compose error) is ``failed`` with ``mail-failed`` on the ticket, never
-   retried (``ticketd outbox resend ID`` writes it again, e.g. after a template fix). Rows
-   queued before migration 0006 carry their bytes and are sent as they are;
+   retried (``ticketd outbox resend ID`` writes it again, e.g. after a template fix). The
+   bytes go to a table of their own (``outbox_bytes``, inserted once; the row keeps their
+   ``size``), so the row's later status changes never rewrite them. Rows queued before
+   migration 0006 carry their bytes and are sent as they are;
 3. send them over one transport connection; the bytes of mails already written are read a
    group at a time, as many as fit in a byte budget (:mod:`~daemon.replies.readahead`);
 4. record each outcome in its own transaction, committed before the next mail is sent:
@@ -51,11 +53,12 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from daemon import tickets
 from daemon.addresses import Address, normalize
@@ -67,7 +70,7 @@ from daemon.errors import (
     TransportUnavailable,
 )
 from daemon.logs import Outage
-from daemon.models import Message, OutboxMail, Ticket
+from daemon.models import Message, OutboxBytes, OutboxMail, Ticket
 from daemon.outcomes import FlushReport
 from daemon.replies import brake, envelopes, kinds
 from daemon.replies.compose import thread_references
@@ -82,6 +85,7 @@ MAX_BACKOFF = timedelta(hours=6)
 WRITE_AHEAD = 8  # mails a composer may write ahead of the one being sent
 STATUSES = ("queued", "sending", "sent", "failed")
 _OUTBOX: Table = OutboxMail.metadata.tables[OutboxMail.__tablename__]
+_BYTES: Table = OutboxBytes.metadata.tables[OutboxBytes.__tablename__]
 
 
 def _pid_namespace() -> str:
@@ -112,7 +116,7 @@ def enqueue(session: Session, *, ticket: Ticket | None, mail: kinds.MailKind,
     row = OutboxMail(ticket=ticket, kind=mail.kind,
                      message_id=message_id, sender=sender.email, recipients=recipients,
                      primary_recipient=normalize(recipients[0]), subject=mail.subject,
-                     raw=None, automatic=automatic, status="queued", attempts=0,
+                     automatic=automatic, status="queued", attempts=0,
                      next_attempt_at=at, created_at=at, locale=mail.locale,
                      variables=kinds.to_json(mail), sender_name=sender.name,
                      to_addresses=[_person(a) for a in to], cc_addresses=[_person(a) for a in cc],
@@ -173,18 +177,18 @@ class Claim:
     message_id: str
     sender: str
     recipients: list[str]
-    size: int | None = None              # bytes stored on the row when claimed (None: none)
+    size: int | None = None              # bytes stored for the row when claimed (None: none)
     taken_from: str | None = None   # a claimer that died mid-send: this is a resend
     taken_until: datetime | None = None  # its claim's end, to restore when given back
     verp_key: str | None = None          # the key of its VERP tags (replies/envelopes.py)
 
 
-# What a claim needs of a row, never its bytes (read later, a group at a time: readahead.py)
-# nor its draft (read only for the rows not written yet: _jobs).
+# What a claim needs of a row, never its bytes (another table, read later a group at a time:
+# readahead.py) nor its draft (read only for the rows not written yet: _jobs).
 _CLAIM_COLUMNS = (_OUTBOX.c.id, _OUTBOX.c.kind, _OUTBOX.c.message_id, _OUTBOX.c.sender,
                   _OUTBOX.c.recipients, _OUTBOX.c.status, _OUTBOX.c.attempts,
                   _OUTBOX.c.claimed_by, _OUTBOX.c.claimed_until, _OUTBOX.c.verp_key,
-                  func.length(_OUTBOX.c.raw).label("size"))
+                  _OUTBOX.c.size)
 _TAKE = update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(
     status="sending", claimed_by=bindparam("worker"), claimed_until=bindparam("until"),
     attempts=_OUTBOX.c.attempts + 1)
@@ -238,15 +242,16 @@ def _jobs(app: App, claimed: Sequence[Claim]) -> dict[int, Job]:
     if not claimed:
         return {}
     with app.db.transaction() as session:
-        rows = session.scalars(select(OutboxMail).options(defer(OutboxMail.raw)).where(
-            OutboxMail.id.in_([c.id for c in claimed]), OutboxMail.raw.is_(None),
+        rows = session.scalars(select(OutboxMail).where(
+            OutboxMail.id.in_([c.id for c in claimed]), OutboxMail.size.is_(None),
             OutboxMail.variables.is_not(None)))
         return {row.id: job_of(app, session, row) for row in rows}
 
 
 def _store(app: App, result: Written | Unwritable) -> bytes | None:
-    """Keep a written mail on its row before it is sent (a resend after a crash sends these
-    bytes), with its subject and text on the ticket's copy. An unwritable one fails its row
+    """Keep a written mail before it is sent (a resend after a crash sends these bytes): the
+    bytes in ``outbox_bytes``, their size and the subject on the row, the subject and text on
+    the ticket's copy. An unwritable one fails its row
     for good and says why on the ticket: no retry would write it either. Returns the bytes
     to send, or None."""
     with app.db.transaction() as session:
@@ -256,7 +261,7 @@ def _store(app: App, result: Written | Unwritable) -> bytes | None:
 def _store_in(session: Session, app: App, result: Written | Unwritable) -> bytes | None:
     now = app.clock.now()
     if isinstance(result, Unwritable):
-        row = session.get(OutboxMail, result.row_id, options=[defer(OutboxMail.raw)])
+        row = session.get(OutboxMail, result.row_id)
         assert row is not None
         row.status, row.last_error = "failed", result.reason
         row.claimed_by, row.claimed_until = None, None
@@ -266,15 +271,16 @@ def _store_in(session: Session, app: App, result: Written | Unwritable) -> bytes
             tickets.record(session, ticket, at=now, actor=tickets.SYSTEM,
                            action="mail-failed", detail=result.reason)
         return None
+    # ``size IS NULL`` is the guard: the bytes are stored once, by whoever sets it first.
     stored = session.execute(
-        update(OutboxMail).where(OutboxMail.id == result.row_id, OutboxMail.raw.is_(None))
-        .values(raw=result.raw, subject=result.subject)
+        update(OutboxMail).where(OutboxMail.id == result.row_id, OutboxMail.size.is_(None))
+        .values(size=len(result.raw), subject=result.subject)
         .returning(OutboxMail.ticket_id, OutboxMail.message_id)
         .execution_options(synchronize_session=False)).one_or_none()
     if stored is None:  # written meanwhile (a claim taken over): those bytes are the mail
-        raw = session.execute(select(OutboxMail.raw).where(
-            OutboxMail.id == result.row_id)).scalar_one()
+        raw = session.scalar(select(_BYTES.c.raw).where(_BYTES.c.outbox_id == result.row_id))
         return None if raw is None else bytes(raw)
+    session.execute(insert(_BYTES), {"outbox_id": result.row_id, "raw": result.raw})
     session.execute(
         update(Message).where(Message.dedup_key == stored.message_id,
                               Message.direction == "out")
@@ -298,22 +304,25 @@ def _store_many(session: Session, app: App, results: Sequence[Written | Unwritab
             _store_in(session, app, result)
     if not written:
         return
-    # Only rows still without bytes: a flush elsewhere may have written and sent one.
+    # Only rows still without bytes: a flush elsewhere may have written and sent one. Locked
+    # (PostgreSQL; SQLite's transaction holds the write lock already), so none is stored
+    # elsewhere between this and the INSERT below: its bytes go in once.
     open_rows = session.execute(select(OutboxMail.id, OutboxMail.message_id,
                                        OutboxMail.ticket_id).where(
-        OutboxMail.id.in_(list(written)), OutboxMail.raw.is_(None))).all()
+        OutboxMail.id.in_(list(written)), OutboxMail.size.is_(None))
+        .with_for_update()).all()
     if not open_rows:
         return
     # Core statements: the ORM's bulk UPDATE matches by primary key only, and the guard needs
-    # ``raw IS NULL`` too.
-    tables = OutboxMail.metadata.tables
-    outbox_table, messages_table = tables[OutboxMail.__tablename__], tables[Message.__tablename__]
+    # ``size IS NULL`` too.
+    messages_table = Message.metadata.tables[Message.__tablename__]
     session.execute(
-        update(outbox_table).where(outbox_table.c.id == bindparam("row_id"),
-                                   outbox_table.c.raw.is_(None))
-        .values(raw=bindparam("raw"), subject=bindparam("subject")),
-        [{"row_id": r.id, "raw": written[r.id].raw, "subject": written[r.id].subject}
+        update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.size.is_(None))
+        .values(size=bindparam("size"), subject=bindparam("subject")),
+        [{"row_id": r.id, "size": len(written[r.id].raw), "subject": written[r.id].subject}
          for r in open_rows])
+    session.execute(insert(_BYTES), [{"outbox_id": r.id, "raw": written[r.id].raw}
+                                     for r in open_rows])
     session.execute(
         update(messages_table).where(messages_table.c.dedup_key == bindparam("key"),
                                      messages_table.c.direction == "out")
@@ -332,8 +341,8 @@ def _store_many(session: Session, app: App, results: Sequence[Written | Unwritab
 
 
 def _unwritten(after_id: int = 0) -> Select[OutboxMail]:
-    return select(OutboxMail).options(defer(OutboxMail.raw)).where(
-        OutboxMail.id > after_id, OutboxMail.status == "queued", OutboxMail.raw.is_(None),
+    return select(OutboxMail).where(
+        OutboxMail.id > after_id, OutboxMail.status == "queued", OutboxMail.size.is_(None),
         OutboxMail.variables.is_not(None)).order_by(OutboxMail.id)
 
 
@@ -344,7 +353,7 @@ def unwritten(app: App) -> int:
     """How many queued mails are not written yet."""
     with app.ready_db().transaction() as session:
         return int(session.scalar(select(func.count()).select_from(OutboxMail).where(
-            OutboxMail.status == "queued", OutboxMail.raw.is_(None),
+            OutboxMail.status == "queued", OutboxMail.size.is_(None),
             OutboxMail.variables.is_not(None))) or 0)
 
 

@@ -9,8 +9,10 @@ as fit in ``budget`` bytes. A mail larger than the budget is read alone, and so 
 size the claim did not know (it had no bytes then). Each mail's bytes are handed out once and
 dropped: what is held at any time is at most one group.
 
-Only reading happens here: the rows are the caller's (claimed ``sending``), so their bytes do
-not change under it (they are stored once, ``raw IS NULL`` guards every write).
+Only reading happens here, of ``outbox_bytes`` (the bytes live apart from the outbox row, whose
+status changes must not rewrite them): the rows are the caller's (claimed ``sending``), so
+their bytes do not change under it (they are inserted once, ``outbox.size IS NULL`` guards
+every write).
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, Table, bindparam, select
 
-from daemon.models import OutboxMail
+from daemon.models import OutboxBytes
 
 __all__ = ["RAW_BUDGET", "ReadAhead"]
 
 RAW_BUDGET = 4 * 1024 * 1024  # bytes of mail read ahead at most (a bigger mail alone)
 GROUP_MAX = 200               # mails per statement at most (bound parameters stay few)
 
-_OUTBOX: Table = OutboxMail.metadata.tables[OutboxMail.__tablename__]
-_READ = select(_OUTBOX.c.id, _OUTBOX.c.raw).where(
-    _OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+_BYTES: Table = OutboxBytes.metadata.tables[OutboxBytes.__tablename__]
+_READ = select(_BYTES.c.outbox_id, _BYTES.c.raw).where(
+    _BYTES.c.outbox_id.in_(bindparam("ids", expanding=True)))
 
 
 class ReadAhead:
@@ -71,7 +73,8 @@ class ReadAhead:
 
     def _read(self, group: list[int]) -> None:
         with self._conn.begin():
-            found = {row.id: row.raw for row in self._conn.execute(_READ, {"ids": group})}
+            found = {row.outbox_id: row.raw
+                     for row in self._conn.execute(_READ, {"ids": group})}
         self.reads += 1
         for row_id in group:
             raw = found.get(row_id)

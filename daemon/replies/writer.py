@@ -6,7 +6,7 @@ intake (issue 15). The row holds what the mail is written from (:mod:`daemon.rep
 attachment ids and the Message-ID chosen then. :func:`job_of` reads that into a :class:`Job`,
 a plain picklable value, and :func:`write` turns a job into bytes with no database at all, so
 it can run in another process (:mod:`daemon.replies.composers`). The outbox stores the bytes
-on the row before sending them: a crash after that resends the identical mail.
+(``outbox_bytes``) before sending them: a crash after that resends the identical mail.
 
 A job that cannot be written (a template that fails even from its packaged fallback, variables
 that no longer fit the kind, an address compose refuses, a mail over the size cap) is an
@@ -97,7 +97,8 @@ class Unwritable:
 
 
 def job_of(app: App, session: Session, row: OutboxMail) -> Job:
-    """The job of a row queued with a draft (``row.variables`` set, ``row.raw`` not)."""
+    """The job of a row queued with a draft (``row.variables`` set, not written yet:
+    ``row.size`` NULL)."""
     cfg = app.config
     assert row.variables is not None, "a row queued with its bytes needs no writing"
     return Job(

@@ -125,7 +125,7 @@ def feed(app: App, raw: bytes) -> IntakeResult:
 def queued(app: App) -> list[tuple[str, list[str], int]]:
     write_queued(app)
     with app.db.transaction() as s:
-        return [(o.kind, list(o.recipients), len(o.raw or b""))
+        return [(o.kind, list(o.recipients), o.size or 0)
                 for o in s.scalars(select(OutboxMail).order_by(OutboxMail.id))]
 
 

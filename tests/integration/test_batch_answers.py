@@ -83,7 +83,7 @@ def test_batch_answers_equal_one_query_per_message(limited: App, clock: FixedClo
         s.add(OutboxMail(message_id="<m1@corp.example>", kind="acceptance",
                          sender="support@corp.example", recipients=["a@x.example"],
                          primary_recipient="a@x.example",
-                         raw=b"", created_at=now - timedelta(minutes=10), automatic=True,
+                         created_at=now - timedelta(minutes=10), automatic=True,
                          status="sent", next_attempt_at=now))
         s.add(Suppression(address="b@x.example", reason="5.1.1 user unknown", at=now,
                           until=now + timedelta(hours=2)))

@@ -16,7 +16,7 @@ from daemon.intake.sources import RawMail
 from daemon.models import OutboxMail
 from daemon.replies.notify import Notify
 from tests import messages
-from tests.writing import write_queued
+from tests.writing import stored_bytes, write_queued
 
 
 def resolved_ticket(app: App, clock: FixedClock) -> str:
@@ -46,7 +46,8 @@ def test_closed_only_after_the_configured_days(app: App, clock: FixedClock) -> N
         mails = list(s.scalars(select(OutboxMail).where(OutboxMail.kind == "closed")))
         assert len(mails) == 1 and mails[0].recipients == ["zhang.san@corp.example"]
         assert f"[{number}]" in mails[0].subject
-        assert b"In-Reply-To: <first@client.example>" in (mails[0].raw or b"")
+        closed_id = mails[0].id
+    assert b"In-Reply-To: <first@client.example>" in stored_bytes(app)[closed_id]
 
 
 def test_open_tickets_are_never_auto_closed(app: App, clock: FixedClock) -> None:

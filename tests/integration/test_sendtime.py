@@ -36,7 +36,7 @@ from daemon.replies.transports import FileTransport
 from daemon.service import Service
 from tests import messages
 from tests.integration.test_workflow import make_app, text_of  # noqa: F401  (make_app: fixture)
-from tests.writing import write_queued
+from tests.writing import stored_bytes, write_queued
 
 HANDLER = "wang@corp.example"
 TEAMS = [{"name": "ops", "label_zh": "运维组", "label_en": "Operations",
@@ -111,7 +111,7 @@ def test_intake_queues_the_draft_and_the_message_id_without_writing_the_mail(app
     acceptance, assigned = rows(app)
     assert (acceptance.kind, assigned.kind) == ("acceptance", "assigned")
     for row in (acceptance, assigned):
-        assert row.raw is None and row.status == "queued" and row.variables is not None
+        assert row.size is None and row.status == "queued" and row.variables is not None
         assert row.message_id.startswith("ticketd.") and row.message_id.endswith("@corp.example")
     assert acceptance.variables is not None and assigned.variables is not None
     assert acceptance.variables["number"] == number and acceptance.locale == "zh-CN"
@@ -128,6 +128,7 @@ def test_intake_queues_the_draft_and_the_message_id_without_writing_the_mail(app
         copies = {m.message_id: m.body_text for m in s.scalars(
             select(Message).where(Message.direction == "out"))}
     assert copies == {acceptance.message_id: "", assigned.message_id: ""}
+    assert stored_bytes(app) == {}
 
 
 def test_the_flush_writes_stores_and_sends_the_mail_with_the_queued_message_id(
@@ -135,14 +136,14 @@ def test_the_flush_writes_stores_and_sends_the_mail_with_the_queued_message_id(
     new_ticket(app)
     report = outbox.flush(app)
     assert (report.sent, report.failed) == (2, 0)
-    files = sent_files(app)
+    files, stored = sent_files(app), stored_bytes(app)
     for row in rows(app):
-        assert row.status == "sent" and row.raw is not None
-        assert files[f"{row.message_id}.eml"] == row.raw  # what was stored is what went
-        msg = parsed(row.raw)
+        assert row.status == "sent" and row.size == len(stored[row.id])
+        assert files[f"{row.message_id}.eml"] == stored[row.id]  # what was stored is what went
+        msg = parsed(stored[row.id])
         assert msg["Message-ID"] == f"<{row.message_id}>"
         assert row.subject == msg["Subject"]
-    assigned = parsed(rows(app)[1].raw or b"")
+    assigned = parsed(stored[rows(app)[1].id])
     [attachment] = list(assigned.iter_attachments())
     assert attachment.get_filename() == "截图.png"
     assert attachment.get_content() == SCREENSHOT[2]
@@ -150,7 +151,7 @@ def test_the_flush_writes_stores_and_sends_the_mail_with_the_queued_message_id(
         copies = {m.message_id: m.body_text for m in s.scalars(
             select(Message).where(Message.direction == "out"))}
     for row in rows(app):
-        assert copies[row.message_id] == text_of(parsed(row.raw or b""))
+        assert copies[row.message_id] == text_of(parsed(stored[row.id]))
         assert copies[row.message_id].strip()
 
 
@@ -168,9 +169,10 @@ def test_a_requester_with_an_internationalised_address_gets_an_smtputf8_answer(
     report = outbox.flush(app)
     assert report.sent >= 1 and report.failed == 0
     acceptance = rows(app)[0]
-    assert acceptance.kind in ("acceptance", "need_info") and acceptance.raw is not None
-    assert sent_files(app)[f"{acceptance.message_id}.eml"] == acceptance.raw
-    head = acceptance.raw.split(b"\r\n\r\n", 1)[0]
+    raw = stored_bytes(app)[acceptance.id]
+    assert acceptance.kind in ("acceptance", "need_info")
+    assert sent_files(app)[f"{acceptance.message_id}.eml"] == raw
+    head = raw.split(b"\r\n\r\n", 1)[0]
     assert "To: 李雷 <李雷@例子.公司>".encode() in head
 
 
@@ -181,7 +183,7 @@ def test_the_mail_says_what_was_true_when_it_was_queued(app: App) -> None:
     desk.run(app, number, [("priority", "P0")], actor=None)  # queued, not yet sent
     write_queued(app)
     assigned = next(r for r in rows(app) if r.kind == "assigned")
-    body = text_of(parsed(assigned.raw or b""))
+    body = text_of(parsed(stored_bytes(app)[assigned.id]))
     assert before["priority"] in body and "P0" not in body
 
 
@@ -199,7 +201,7 @@ def test_a_template_edited_before_sending_writes_the_mail(sendtime_app: Callable
     outbox.flush(app)
     acceptance = rows(app)[0]
     assert acceptance.status == "sent" and "新模板" in acceptance.subject
-    assert "新模板" in text_of(parsed(acceptance.raw or b""))
+    assert "新模板" in text_of(parsed(stored_bytes(app)[acceptance.id]))
 
 
 def test_a_template_broken_before_sending_falls_back_and_says_so(
@@ -230,7 +232,7 @@ def test_a_mail_that_cannot_be_written_fails_once_and_is_recorded(app: App) -> N
     assert (report.sent, report.failed) == (0, 2)
     acceptance, assigned_row = rows(app)
     assert (acceptance.status, assigned_row.status) == ("failed", "failed")
-    assert acceptance.raw is None and assigned_row.raw is None
+    assert acceptance.size is None and assigned_row.size is None and stored_bytes(app) == {}
     failed = events(app, "mail-failed")
     assert len(failed) == 2
     assert "acceptance mail not written" in failed[0] and "priority" in failed[0]
@@ -251,13 +253,13 @@ def test_a_crash_after_the_bytes_were_stored_resends_the_identical_mail(
     with pytest.raises(SystemExit):
         outbox.flush(app, CrashAfterStore(folder))
     first = rows(app)[0]
-    assert first.status == "sending" and first.raw is not None  # stored before the send
-    stored = first.raw
+    stored = stored_bytes(app)[first.id]  # stored before the send
+    assert first.status == "sending" and first.size == len(stored)
     clock.advance(timedelta(seconds=app.config.smtp.claim_seconds + 1))
     report = outbox.flush(app)
     assert report.sent == 2
     again = rows(app)[0]
-    assert again.status == "sent" and again.raw == stored
+    assert again.status == "sent" and stored_bytes(app)[again.id] == stored
     assert sent_files(app)[f"{first.message_id}.eml"] == stored
     assert parsed(stored)["Message-ID"] == f"<{first.message_id}>"
 
@@ -284,7 +286,8 @@ def test_a_row_queued_before_0006_is_sent_as_it_is(database_url: str, tmp_path: 
         app.ready_db()  # upgrades to 0006 and later
         assert outbox.flush(app).sent == 1
         [row] = rows(app)
-        assert row.status == "sent" and row.raw == raw and row.variables is None
+        assert row.status == "sent" and row.variables is None
+        assert row.size == len(raw) and stored_bytes(app) == {row.id: raw}  # moved by 0008
         assert sent_files(app) == {"ticketd.old@corp.example.eml": raw}
     finally:
         app.close()
@@ -308,19 +311,21 @@ def test_a_worker_process_writes_and_the_main_process_stores_between_batches(
         pool = prewriter.composer
         assert isinstance(pool, WorkerPool)
         pool.wait()
-        assert all(row.raw is None for row in rows(app))  # the worker never writes the database
+        assert stored_bytes(app) == {}  # the worker never writes the database
         new_ticket(app, sender="user3@corp.example")  # the next batch
         prewriter.after_batch()  # stores the six, hands over the two new ones
-        stored = [row for row in rows(app) if row.raw is not None]
-        assert len(stored) == 6 and all(row.status == "queued" for row in stored)
+        written = stored_bytes(app)
+        stored = [row for row in rows(app) if row.size is not None]
+        assert len(stored) == len(written) == 6
+        assert all(row.status == "queued" and row.size == len(written[row.id]) for row in stored)
         report = outbox.flush(app, composer=pool)  # the last two come from the worker too
     finally:
         prewriter.close()
     assert (report.sent, report.failed) == (8, 0)
-    files = sent_files(app)
+    files, written = sent_files(app), stored_bytes(app)
     for row in rows(app):
-        assert row.raw is not None and files[f"{row.message_id}.eml"] == row.raw
-        msg = parsed(row.raw)
+        assert files[f"{row.message_id}.eml"] == written[row.id]
+        msg = parsed(written[row.id])
         assert msg["Message-ID"] == f"<{row.message_id}>"
         assert row.variables is not None and row.variables["number"] in msg["Subject"]
         if row.kind == "acceptance":
@@ -345,5 +350,5 @@ def test_the_daemon_writes_a_backlog_in_a_worker_process(app: App) -> None:
         service.shutdown()
     assert vars(service)["_composer"] is None  # stopped with the daemon
     assert (report.sent, report.failed) == (waiting, 0)
-    files = sent_files(app)
-    assert all(files[f"{row.message_id}.eml"] == row.raw for row in rows(app))
+    files, written = sent_files(app), stored_bytes(app)
+    assert all(files[f"{row.message_id}.eml"] == written[row.id] for row in rows(app))
