@@ -37,9 +37,8 @@ from sqlalchemy import event
 
 from bench.corpus import generate
 from bench.drain import database
-from bench.intake_cost import BATCH, TEAMS
+from bench.intake_cost import BATCH, bench_config
 from daemon.app import App
-from daemon.config import from_mapping
 from daemon.intake.pipeline import Intake
 from daemon.intake.sources import RawMail
 from daemon.replies import outbox
@@ -78,12 +77,7 @@ def one_run(raws: list[RawMail], db_kind: str, flush: Callable[..., Any],
     with tempfile.TemporaryDirectory(prefix="flushcost-") as tmp, \
             database(db_kind, Path(tmp)) as url:
         base = Path(tmp)
-        cfg = from_mapping({"support": {"address": "support@corp.example",
-                                        "name": "Corp Support"},
-                            "database": {"url": url}, "teams": TEAMS,
-                            "smtp": {"backend": "file", "file_dir": str(base / "out")}},
-                           where="bench", base=base)
-        app = App(cfg)
+        app = App(bench_config(url, base))
         try:
             app.ready_db()
             intake = Intake(app, notifier=Notify(app))

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from bench.corpus import generate
 from bench.drain import database
 from daemon.app import App
-from daemon.config import from_mapping
+from daemon.config import Config, from_mapping
 from daemon.intake.pipeline import Intake
 from daemon.intake.prepare import parse_or_reason
 from daemon.intake.sources import RawMail
@@ -44,6 +44,15 @@ TEAMS = [
 BATCH = 50
 
 
+def bench_config(url: str, base: Path) -> Config:
+    """The drain's site: the support address, the three teams, mail written to files."""
+    return from_mapping({"support": {"address": "support@corp.example",
+                                     "name": "Corp Support"},
+                         "database": {"url": url}, "teams": TEAMS,
+                         "smtp": {"backend": "file", "file_dir": str(base / "out")}},
+                        where="bench", base=base)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=500)
@@ -53,13 +62,7 @@ def main() -> None:
     raws = [RawMail(raw, f"bench:{n}") for n, raw in enumerate(generate(args.mails))]
     with tempfile.TemporaryDirectory(prefix="cost-") as tmp, \
             database(args.db, Path(tmp)) as url:
-        base = Path(tmp)
-        cfg = from_mapping({"support": {"address": "support@corp.example",
-                                        "name": "Corp Support"},
-                            "database": {"url": url}, "teams": TEAMS,
-                            "smtp": {"backend": "file", "file_dir": str(base / "out")}},
-                           where="bench", base=base)
-        app = App(cfg)
+        app = App(bench_config(url, Path(tmp)))
         app.ready_db()
         intake = Intake(app, notifier=Notify(app))
         kinds: Counter[str] = Counter()
