@@ -14,14 +14,14 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from daemon.errors import ConfigError, TransientError
 
@@ -111,6 +111,45 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass
+class BatchMemory:
+    """Answers a batch read once and keeps for the rest of its transaction, in
+    ``session.info`` (the new-ticket budget, deduplication). It belongs to one transaction;
+    any rollback in it (one message's savepoint included) makes it ``stale``, and its owner
+    reads it again before the next answer."""
+
+    transaction: SessionTransaction | None
+    stale: bool = field(default=False, kw_only=True)
+
+
+_Memory = TypeVar("_Memory", bound=BatchMemory)
+
+
+def keep(session: Session, key: str, memory: BatchMemory) -> None:
+    """Keep ``memory`` under ``key`` for the rest of the session's transaction."""
+    session.info[key] = memory
+
+
+def kept(session: Session, key: str, kind: type[_Memory]) -> _Memory | None:
+    """What is kept under ``key`` for the session's current transaction (None: nothing)."""
+    memory = session.info.get(key)
+    if isinstance(memory, kind) and memory.transaction is session.get_transaction():
+        return memory
+    return None
+
+
+def drop(session: Session, key: str) -> None:
+    """Forget what is kept under ``key``: every question is asked with its own query."""
+    session.info.pop(key, None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _stale_after_rollback(session: Session, _previous: Any) -> None:
+    for memory in session.info.values():
+        if isinstance(memory, BatchMemory):
+            memory.stale = True
 
 
 @dataclass

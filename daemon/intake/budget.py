@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, event, func, or_, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import Session
 
 from daemon.addresses import normalize
+from daemon.db import BatchMemory, drop, keep, kept
 from daemon.models import Ticket
 
 _KEY = "ticketd.budget"
@@ -34,14 +34,12 @@ MAX_PRIMED = 500
 
 
 @dataclass
-class _Counts:
-    transaction: SessionTransaction | None
+class _Counts(BatchMemory):
     since: datetime                        # the window's start when primed
     domains: bool                          # were the domains counted too?
     wanted: frozenset[str]                 # the primed mailboxes
     mailboxes: dict[str, list[datetime]] = field(default_factory=dict)
     by_domain: dict[str, list[datetime]] = field(default_factory=dict)
-    stale: bool = False                    # a rollback since: count again before answering
 
 
 def same_mailbox(email: str, mailbox: str) -> bool:
@@ -120,11 +118,11 @@ def prime(session: Session, senders: Iterable[str], now: datetime, *, mailboxes:
     this for the rest of the transaction, at ``now`` or later."""
     wanted = frozenset(list(dict.fromkeys(normalize(s) for s in senders if s))[:MAX_PRIMED])
     if not (mailboxes or domains) or not wanted:
-        session.info.pop(_KEY, None)
+        drop(session, _KEY)
         return
     counts = _Counts(session.get_transaction(), now - WINDOW, domains, wanted)
     counts.mailboxes = {m: [] for m in wanted} if mailboxes else {}
-    session.info[_KEY] = counts
+    keep(session, _KEY, counts)
     _load(session, counts)
 
 
@@ -161,9 +159,8 @@ def over_budget(session: Session, mailbox: str, now: datetime, limit: int,
                 domain_limit: int) -> Budget | None:
     """:func:`counted_over_budget`, answered from the batch's tickets when it
     has them (the same answer: the same tickets, the same window)."""
-    counts: _Counts | None = session.info.get(_KEY)
-    if counts is None or counts.transaction is not session.get_transaction() \
-            or mailbox not in counts.wanted or now - WINDOW < counts.since \
+    counts = kept(session, _KEY, _Counts)
+    if counts is None or mailbox not in counts.wanted or now - WINDOW < counts.since \
             or (limit and mailbox not in counts.mailboxes) \
             or (domain_limit and not counts.domains):
         return counted_over_budget(session, mailbox, now, limit, domain_limit)
@@ -184,19 +181,11 @@ def over_budget(session: Session, mailbox: str, now: datetime, limit: int,
 
 def counted(session: Session, requester_email: str, created_at: datetime) -> None:
     """The batch opened a ticket for ``requester_email`` at ``created_at``."""
-    counts: _Counts | None = session.info.get(_KEY)
-    if counts is not None and counts.transaction is session.get_transaction() \
-            and not counts.stale:
+    counts = kept(session, _KEY, _Counts)
+    if counts is not None and not counts.stale:
         _add(counts, requester_email, created_at)
 
 
 def forget(session: Session) -> None:
     """Drop the batch's counts: every question is asked with its own query."""
-    session.info.pop(_KEY, None)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _after_rollback(session: Session, _previous: Any) -> None:
-    counts: _Counts | None = session.info.get(_KEY)
-    if counts is not None:
-        counts.stale = True
+    drop(session, _KEY)

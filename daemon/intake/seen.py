@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import bindparam, event, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
+from daemon.db import BatchMemory, drop, keep, kept
 from daemon.models import IntakeRecord, Message
 
 _KEY = "ticketd.seen"
@@ -35,22 +35,20 @@ SEEN_OR_OURS = select(
 
 
 @dataclass
-class _Seen:
-    transaction: SessionTransaction | None
+class _Seen(BatchMemory):
     keys: frozenset[str]                                       # the primed Message-IDs
     records: dict[str, IntakeRecord | int] = field(default_factory=dict)
     ours: dict[str, int] = field(default_factory=dict)         # our outgoing mail's row id
-    stale: bool = False                                        # a rollback since
 
 
 def prime(session: Session, message_ids: Iterable[str | None]) -> None:
     """Read, in two queries, what :func:`ask` will be asked about ``message_ids``."""
     keys = frozenset(list(dict.fromkeys(k for k in message_ids if k))[:MAX_PRIMED])
     if not keys:
-        session.info.pop(_KEY, None)
+        drop(session, _KEY)
         return
     seen = _Seen(session.get_transaction(), keys)
-    session.info[_KEY] = seen
+    keep(session, _KEY, seen)
     _load(session, seen)
 
 
@@ -70,9 +68,8 @@ def _load(session: Session, seen: _Seen) -> None:
 
 def ask(session: Session, message_id: str) -> tuple[IntakeRecord | None, bool]:
     """(the intake record keyed by ``message_id``, is it the id of one of our mails?)"""
-    seen: _Seen | None = session.info.get(_KEY)
-    if seen is None or seen.transaction is not session.get_transaction() \
-            or message_id not in seen.keys:
+    seen = kept(session, _KEY, _Seen)
+    if seen is None or message_id not in seen.keys:
         record_id, ours = session.execute(SEEN_OR_OURS, {"key": message_id}).one()
         record = session.get(IntakeRecord, record_id) if record_id is not None else None
         return record, ours is not None
@@ -86,19 +83,11 @@ def ask(session: Session, message_id: str) -> tuple[IntakeRecord | None, bool]:
 
 def recorded(session: Session, record: IntakeRecord) -> None:
     """The batch wrote ``record`` (keyed by its ``dedup_key``)."""
-    seen: _Seen | None = session.info.get(_KEY)
-    if seen is not None and seen.transaction is session.get_transaction() \
-            and not seen.stale and record.dedup_key in seen.keys:
+    seen = kept(session, _KEY, _Seen)
+    if seen is not None and not seen.stale and record.dedup_key in seen.keys:
         seen.records.setdefault(record.dedup_key, record)
 
 
 def forget(session: Session) -> None:
     """Drop the batch's answers: every question is asked with its own query."""
-    session.info.pop(_KEY, None)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _after_rollback(session: Session, _previous: Any) -> None:
-    seen: _Seen | None = session.info.get(_KEY)
-    if seen is not None:
-        seen.stale = True
+    drop(session, _KEY)
