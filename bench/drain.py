@@ -62,16 +62,67 @@ def peak():
     with open(out, "w") as fh:
         fh.write(f"{kib} {own.ru_utime + own.ru_stime}")
 atexit.register(peak)
+phases_out = os.environ.get("BENCH_PHASES")
+if phases_out:  # wall and CPU seconds of the main thread's phases (--phases)
+    import importlib, time
+    spent = {}
+    def timed(owner, name, label):
+        inner = getattr(owner, name)
+        def wrapper(*args, **kwargs):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                got = spent.setdefault(label, [0.0, 0.0, 0])
+                got[0] += time.perf_counter() - wall
+                got[1] += time.thread_time() - cpu
+                got[2] += 1
+        setattr(owner, name, wrapper)
+    started = time.perf_counter()
+    for path, label in PHASES:
+        module, _, attr = path.partition(":")
+        owner = importlib.import_module(module)
+        *outer, name = attr.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        timed(owner, name, label)
+    spent["imports"] = [time.perf_counter() - started, time.thread_time(), 1]
+    def report():
+        total = time.perf_counter() - started
+        with open(phases_out, "w") as fh:
+            for label, (wall, cpu, count) in spent.items():
+                fh.write(f"{label:<28} {wall:7.2f} s wall {cpu:7.2f} s CPU  x{count}\\n")
+            fh.write(f"{'whole run (after imports)':<28} {total:7.2f} s\\n")
+    atexit.register(report)
 sys.argv[0] = "daemon"
 runpy.run_module("daemon", run_name="__main__", alter_sys=True)
 """
+PEAK = PEAK.replace("import atexit, resource, runpy, sys",
+                    "import atexit, os, resource, runpy, sys\nPHASES = " + repr([
+                        ("daemon.intake.imap:_batches", "IMAP sizes (batch plan)"),
+                        ("daemon.intake.imap:_fetched", "IMAP fetch"),
+                        ("daemon.intake.parsing:ParseAhead.submit", "hand to worker / parse"),
+                        ("daemon.intake.parsing:Pending.result", "wait for parsed batch"),
+                        ("daemon.intake.pipeline:Intake.ingest_batch", "intake (write batch)"),
+                        ("sqlalchemy.orm.session:SessionTransaction.commit",
+                         "  of which: commits"),
+                        ("daemon.blobs:BlobStore.put", "  of which: attachment files"),
+                        ("daemon.intake.imap:_settle", "IMAP move"),
+                        ("daemon.replies.outbox:Prewriter.after_batch", "prewriter"),
+                        ("daemon.cli:_flush_outbox", "final flush (send)"),
+                    ]))
 PASSWORD = "bench-pass"
 BATCH = 50
 
 
-def floor(imap: Dovecot, user: str) -> int:
-    """Fetch and parse every message of the user's INBOX; the number parsed."""
+def floor(imap: Dovecot, user: str, untraced: bool = False) -> int:
+    """Fetch and parse every message of the user's INBOX; the number parsed.
+
+    ``untraced``: with imaplib's protocol trace off, as ticketd fetches (imapclient turns it
+    on, and imaplib then formats every response for a logger that drops it)."""
     client = IMAPClient(imap.host, port=imap.port, ssl=False, timeout=60)
+    if untraced:
+        client._imap.debug = 0
     client.login(user, PASSWORD)
     try:
         client.select_folder("INBOX", readonly=True)
@@ -116,7 +167,7 @@ def database(kind: str, folder: Path) -> Iterator[str]:
 
 
 def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
-            repo: Path = REPO, batch_size: int | None = None
+            repo: Path = REPO, batch_size: int | None = None, phases: bool = False
             ) -> tuple[float, float, int, float, float]:
     """(seconds, peak RSS MiB, acceptance mails written, CPU seconds, main process's CPU
     seconds) of one `poll --once`."""
@@ -139,6 +190,8 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
             'members = ["adm1@corp.example"]\n', encoding="utf-8")
         # Schema creation is setup, not drain: run it before the clock starts.
         env = {**os.environ, "PYTHONPATH": str(repo), "BENCH_IMAP_PW": PASSWORD}
+        if phases:
+            env["BENCH_PHASES"] = str(folder / "phases")
         # cwd: `python -c` and `-m` put the working directory first on sys.path, so run each
         # contender from its own checkout (from this one, a --baseline ran this code).
         subprocess.run([sys.executable, "-m", "daemon", "--config", str(config), "db",
@@ -146,7 +199,12 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
         peak = folder / "peak"
         command = [sys.executable, "-c", PEAK, str(peak), "--config", str(config), "poll",
                    "--once"]
-        if profile is not None:
+        if profile is not None and profile.suffix == ".folded":
+            # where the wall time goes, waits included (py-spy: pip install py-spy)
+            command = [str(Path(sys.executable).with_name("py-spy")), "record", "--idle",
+                       "--subprocesses", "--rate", "250", "--format", "raw", "-o",
+                       str(profile), "--", sys.executable, "-m", "daemon", *command[4:]]
+        elif profile is not None:
             renderer = "text" if profile.suffix == ".txt" else "html"
             command = [sys.executable, "-m", "pyinstrument", "-r", renderer, "-o", str(profile),
                        "-m", "daemon", *command[4:]]
@@ -163,6 +221,8 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
             sys.exit(f"ticketd poll --once failed ({proc.returncode}):\n"
                      f"{err.decode(errors='replace')[-3000:]}")
         written = len(list((folder / "out").glob("*.eml")))
+        if phases and (folder / "phases").exists():
+            print((folder / "phases").read_text(), end="", flush=True)
         kib, main_cpu = peak.read_text().split() if peak.exists() else ("nan", "nan")
         return elapsed, int(kib) / 1024 if kib != "nan" else float("nan"), written, cpu, \
             float(main_cpu)
@@ -175,7 +235,11 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--big", type=int, default=0, help="attachments of 10-25 MB")
     parser.add_argument("--batch-size", type=int, help="[imap] batch_size (default: ticketd's)")
-    parser.add_argument("--profile", type=Path, help="pyinstrument report of ticketd")
+    parser.add_argument("--profile", type=Path,
+                        help="pyinstrument report of ticketd (.html, .txt), or py-spy "
+                             "collapsed stacks with waits (.folded)")
+    parser.add_argument("--phases", action="store_true",
+                        help="print where ticketd's main thread spends its wall and CPU time")
     parser.add_argument("--baseline", type=Path,
                         help="another ticketd checkout (e.g. `git archive` of an older commit) "
                              "run in every round too, between the floor and this one")
@@ -187,11 +251,17 @@ def main() -> None:
     megabytes = sum(len(raw) for raw in corpus()) / 1e6
     contenders = ([("baseline", args.baseline.resolve())] if args.baseline else []) + \
         [("ticketd", REPO)]
-    per_round = 1 + len(contenders)
+    # An installed package has its bytecode compiled; this checkout may not (with
+    # PYTHONDONTWRITEBYTECODE set, every start would compile every module again)
+    for _name, repo in contenders:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(repo / "daemon")],
+                       check=True, capture_output=True)
+    per_round = 2 + len(contenders)
     users = {f"run{n}": PASSWORD for n in range(per_round * args.rounds)}
     print(f"corpus: {args.mails} mails, {megabytes:.1f} MB; database: {args.db}; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
     floors: list[float] = []
+    untraced: list[float] = []   # the floor without imaplib's protocol trace
     drains: dict[str, list[float]] = {name: [] for name, _ in contenders}
     # CPU seconds of the floor (this process) and of each poll --once (its own rusage): the
     # ratio of these moves less than the wall-clock ratio when other work loads the machine
@@ -208,11 +278,16 @@ def main() -> None:
             floor_cpu = time.process_time() - cpu_started
             floor_cpus.append(floor_cpu)
             assert parsed == args.mails, parsed
+            started = time.monotonic()
+            floor(imap, boxes[1], untraced=True)
+            untraced.append(time.monotonic() - started)
             line = [f"round {n + 1}: floor {floors[-1]:6.2f} s "
-                    f"({args.mails / floors[-1]:4.0f} msg/s, CPU {floor_cpu:5.2f} s)"]
-            for (name, repo), box in zip(contenders, boxes[1:], strict=True):
+                    f"({args.mails / floors[-1]:4.0f} msg/s, CPU {floor_cpu:5.2f} s; "
+                    f"untraced {untraced[-1]:5.2f} s)"]
+            for (name, repo), box in zip(contenders, boxes[2:], strict=True):
                 seconds, rss, written, cpu, main_cpu = ticketd(
-                    imap, box, args.db, args.profile, repo, args.batch_size)
+                    imap, box, args.db, args.profile, repo, args.batch_size,
+                    args.phases and name == "ticketd")
                 drains[name].append(seconds)
                 cpus[name].append(cpu)
                 left = len(imap.folder_uids(box))
@@ -229,7 +304,8 @@ def main() -> None:
               f"{name} {args.mails / statistics.median(times):.0f} msg/s, ratio "
               f"{statistics.median(ratios):.2f} (each round's floor / its time); CPU "
               f"{statistics.median(cpus[name]):.2f} s, CPU ratio "
-              f"{statistics.median(cpu_ratios):.2f}")
+              f"{statistics.median(cpu_ratios):.2f}; ratio to the untraced floor "
+              f"{statistics.median(u / d for u, d in zip(untraced, times, strict=True)):.2f}")
     print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
           " MiB")
 

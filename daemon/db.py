@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from daemon import row_ids  # noqa: F401  (ids handed out before a flush: see that module)
 from daemon.errors import ConfigError, TransientError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -150,6 +151,23 @@ def _stale_after_rollback(session: Session, _previous: Any) -> None:
     for memory in session.info.values():
         if isinstance(memory, BatchMemory):
             memory.stale = True
+
+
+@contextmanager
+def unflushed(session: Session, concerns: Callable[[object], bool], *,
+              new: bool = True) -> Iterator[None]:
+    """Queries inside read the database without writing the session's pending changes first
+    (no autoflush), unless a pending change could alter their answer: an object added,
+    changed or deleted but not written yet for which ``concerns(obj)`` is true. Intake writes
+    a whole batch in one flush; a lookup that cannot be about what the batch has not written
+    yet should not force it out message by message. ``new=False``: the caller answers
+    about new objects itself, so only changed and deleted ones count."""
+    pendings = (session.new, session.dirty, session.deleted) if new else (
+        session.dirty, session.deleted)
+    if any(concerns(obj) for pending in pendings for obj in pending):
+        session.flush()
+    with session.no_autoflush:
+        yield
 
 
 @dataclass

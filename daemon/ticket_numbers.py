@@ -63,5 +63,8 @@ def allocate(session: Session, fmt: NumberFormat, at: datetime) -> str:
     locked until the caller commits, so a rolled-back intake gives its serial back.
     """
     day = fmt.day(at)
-    serial = session.execute(_UPSERT, {"prefix": fmt.prefix, "day": day}).scalar_one()
+    # on the session's connection, not through the session: the counter is no ORM object,
+    # so what the session has not written yet (an autoflush) cannot change the answer
+    serial = session.connection().execute(_UPSERT, {"prefix": fmt.prefix,
+                                                    "day": day}).scalar_one()
     return fmt.format(day, int(serial))

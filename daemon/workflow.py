@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from daemon import feedback, routing, tickets
+from daemon import feedback, routing, row_ids, tickets
 from daemon.addresses import Address
 from daemon.classify import FIELD_CATALOGUE, Classification, Reader, RequiredField
 from daemon.clock import format_time
@@ -149,10 +149,11 @@ class Process:
         if message is None:
             return ()
         if "attachments" in message.__dict__ or message.id is None:
-            # Loaded, or not written yet (intake writes a message when its savepoint ends):
-            # no query. A mail names the attachments by id: write them now if they have none.
-            if any(a.id is None for a in message.attachments):
-                session.flush()
+            # Loaded, or not written yet (intake writes a batch's rows together): no query.
+            # A mail names the attachments by id: ids for those not written yet, now.
+            unnumbered = [a for a in message.attachments if a.id is None]
+            if unnumbered:
+                row_ids.hand_out(session, unnumbered)
             return tuple(sorted(a.id for a in message.attachments if a.skipped is None and
                                 a.content_type not in SIGNATURE_TYPES))
         return tuple(session.scalars(select(Attachment.id).where(

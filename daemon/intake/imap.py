@@ -109,6 +109,7 @@ def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMA
                              "set [imap] ca_file for a private CA") from exc
     except (OSError, IMAPClientError) as exc:
         raise MailboxUnavailable(f"{where}: cannot connect: {exc}") from exc
+    _untraced(client)
     try:
         if spec.security == "starttls":
             try:
@@ -134,6 +135,21 @@ def connect(spec: MailboxSpec, ssl_context: ssl.SSLContext | None = None) -> IMA
         quiet_logout(client)
         raise
     return client
+
+
+PROTOCOL_LOG = "imapclient.imaplib"
+
+
+def _untraced(client: IMAPClient) -> None:
+    """No protocol trace unless its logger shows it.
+
+    imapclient sets imaplib's debug level to 5 so that imaplib's trace reaches the
+    ``imapclient.imaplib`` logger; at that level imaplib formats the repr of every response,
+    whole message bodies included, before the logger drops it. Measured on a backlog of
+    1,000 mails (68 MB): 0.85 of the 1.4 s of CPU a fetch costs. With ``--debug`` (the logger
+    on) the trace is kept."""
+    if not logging.getLogger(PROTOCOL_LOG).isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
 
 
 def quiet_logout(client: IMAPClient) -> None:

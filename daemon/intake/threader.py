@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from daemon import row_ids
+from daemon.db import unflushed
+from daemon.intake import threads
 from daemon.intake.parsed import ParsedMail
 from daemon.models import Message, Ticket
 from daemon.ticket_numbers import NumberFormat
@@ -41,7 +44,21 @@ class ThreadVerdict:
 
 
 def _ticket_by_number(session: Session, number: str) -> Ticket | None:
-    return session.scalars(select(Ticket).where(Ticket.number == number)).first()
+    for obj in session.new:  # opened earlier in this batch, not written yet
+        if isinstance(obj, Ticket) and obj.number == number:
+            return _numbered(session, obj)
+    primed, ticket = threads.by_number(session, number)
+    if primed:
+        return ticket
+    with session.no_autoflush:  # a number never changes: nothing pending alters the answer
+        return session.scalars(select(Ticket).where(Ticket.number == number)).first()
+
+
+def _numbered(session: Session, ticket: Ticket) -> Ticket:
+    """A ticket not written yet, given its row id now: the verdict names it by id."""
+    if inspect(ticket).identity is None and ticket.__dict__.get("id") is None:
+        row_ids.hand_out(session, [ticket])
+    return ticket
 
 
 MAX_LOOKUP_IDS = 50  # references looked up per mail: the first and the most recent ones
@@ -56,20 +73,40 @@ def bounded(ids: tuple[str, ...]) -> tuple[str, ...]:
     return unique[:1] + unique[-(MAX_LOOKUP_IDS - 1):]
 
 
-def _tickets_by_message_ids(session: Session,
-                            ids: tuple[str, ...]) -> dict[str, tuple[int, bool]]:
-    """Message-ID -> (ticket id, is it one of ours, i.e. outgoing with a secret token)."""
+def _tickets_by_message_ids(session: Session, ids: tuple[str, ...],
+                            known: dict[int, Ticket]) -> dict[str, tuple[int, bool]]:
+    """Message-ID -> (ticket id, is it one of ours, i.e. outgoing with a secret token).
+
+    Messages this batch has not written yet are answered from the session (their tickets
+    put in ``known`` by id); the database is asked about the rest without writing the batch
+    first, unless a message it holds was changed and not written."""
     if not ids:
         return {}
-    rows = session.execute(
-        select(Message.message_id, Message.ticket_id, Message.direction).where(
-            Message.message_id.in_(ids), Message.ticket_id.is_not(None))
-    )
+    wanted = set(ids)
     found: dict[str, tuple[int, bool]] = {}
-    for mid, tid, direction in rows:
+
+    def take(mid: str | None, tid: int | None, direction: str) -> None:
         if mid and tid is not None:
             ours = direction == "out" or found.get(mid, (0, False))[1]
             found[mid] = (tid, ours)
+
+    with unflushed(session, lambda o: isinstance(o, Message) and o.message_id in wanted,
+                   new=False):
+        primed = threads.messages(session, ids)  # answered for the batch
+        if primed is None:
+            for mid, tid, direction in session.execute(
+                    select(Message.message_id, Message.ticket_id, Message.direction).where(
+                        Message.message_id.in_(ids), Message.ticket_id.is_not(None))):
+                take(mid, tid, direction)
+        else:
+            for mid, tid, direction in primed:
+                take(mid, tid, direction)
+        for obj in sorted((o for o in session.new if isinstance(o, Message) and
+                           o.message_id in wanted), key=lambda m: inspect(m).insert_order or 0):
+            ticket = obj.ticket
+            if ticket is not None:
+                known[_numbered(session, ticket).id] = ticket
+                take(obj.message_id, ticket.id, obj.direction)
     return found
 
 
@@ -93,7 +130,8 @@ def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
     participant: whether it may act is the trust step's question, not the threader's."""
     sender = mail.from_.email if mail.from_ else ""
     referenced = bounded((*mail.in_reply_to, *mail.references))
-    by_header = _tickets_by_message_ids(session, referenced)
+    known: dict[int, Ticket] = {}
+    by_header = _tickets_by_message_ids(session, referenced, known)
     # Tickets whose OUR (outgoing, tokened) mails this one replies to: proof of a real reply.
     answered = {tid for tid, ours in by_header.values() if ours}
 
@@ -116,7 +154,10 @@ def thread(session: Session, mail: ParsedMail, numbers: NumberFormat,
         for mid in reversed(bounded(ids)):  # the most recent reference first
             if mid not in by_header:
                 continue
-            ticket = session.get(Ticket, by_header[mid][0])
+            ticket = known.get(by_header[mid][0]) or threads.ticket(session, by_header[mid][0])
+            if ticket is None:
+                with session.no_autoflush:  # written before: nothing pending changes it
+                    ticket = session.get(Ticket, by_header[mid][0])
             assert ticket is not None
             is_participant = sender in participants(ticket)
             if is_participant or ticket.id in answered or sender in handlers:

@@ -24,7 +24,7 @@ from daemon import tickets
 from daemon.addresses import normalize
 from daemon.app import App
 from daemon.clock import FixedClock
-from daemon.intake import budget, seen
+from daemon.intake import budget, pipeline, seen
 from daemon.intake.parsed import ParsedMail
 from daemon.intake.pipeline import Intake
 from daemon.intake.prepare import Prepared
@@ -49,6 +49,15 @@ class Probe(Intake):
 
     def _one(self, session: Session, raw: RawMail,
              mail: Prepared | ParsedMail | str) -> IntakeResult:
+        self._ask_both(session)
+        return super()._one(session, raw, mail)
+
+    def _one_of_many(self, session: Session, raw: RawMail,
+                     mail: Prepared | ParsedMail | str) -> IntakeResult:
+        self._ask_both(session)
+        return super()._one_of_many(session, raw, mail)
+
+    def _ask_both(self, session: Session) -> None:
         now = self.app.clock.now()
         for address in ADDRESSES:
             mailbox = normalize(address)
@@ -58,7 +67,14 @@ class Probe(Intake):
                 budget.counted_over_budget(session, mailbox, now, PER_SENDER, PER_DOMAIN)))
             self.answers.append((f"brake {address}", brake.look(session, address, mailbox, now),
                                  brake.ask(session, address, mailbox, now)))
-        return super()._one(session, raw, mail)
+
+
+@pytest.fixture(params=[True, False], ids=["together", "one-by-one"])
+def write_together(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways of writing a batch: together first (one flush), and one savepoint a
+    message (what the first way falls back to)."""
+    monkeypatch.setattr(pipeline, "WRITE_TOGETHER", request.param)
+    return bool(request.param)
 
 
 @pytest.fixture
@@ -73,7 +89,8 @@ def limited(tmp_path: Path, database_url: str, clock: FixedClock) -> Iterator[Ap
     application.close()
 
 
-def test_batch_answers_equal_one_query_per_message(limited: App, clock: FixedClock) -> None:
+def test_batch_answers_equal_one_query_per_message(limited: App, clock: FixedClock,
+                                                   write_together: bool) -> None:
     now = clock.now()
     with limited.db.transaction() as s:   # before the batch: one ticket and one mail to a@
         tickets.create(s, number="TS20231026000001", subject="earlier", requester_name="",
@@ -142,16 +159,24 @@ class SeenProbe(Intake):
 
     def _one(self, session: Session, raw: RawMail,
              mail: Prepared | ParsedMail | str) -> IntakeResult:
+        self._ask_both(session)
+        return super()._one(session, raw, mail)
+
+    def _one_of_many(self, session: Session, raw: RawMail,
+                     mail: Prepared | ParsedMail | str) -> IntakeResult:
+        self._ask_both(session)
+        return super()._one_of_many(session, raw, mail)
+
+    def _ask_both(self, session: Session) -> None:
         for message_id in self.ids:
             record, ours = seen.ask(session, message_id)
             record_id, our_id = session.execute(seen.SEEN_OR_OURS, {"key": message_id}).one()
             self.answers.append((message_id, (record.id if record else None, ours),
                                  (record_id, our_id is not None)))
-        return super()._one(session, raw, mail)
 
 
 def test_the_batch_answers_deduplication_as_one_query_per_message_would(
-        limited: App) -> None:
+        limited: App, write_together: bool) -> None:
     earlier = mail(subject="seen before", sender="f@x.example", message_id="<old@client>")
     first = Intake(limited, notifier=Notify(limited))
     [before] = first.ingest_batch([RawMail(earlier, "test:earlier")])

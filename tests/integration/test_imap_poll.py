@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -184,3 +185,27 @@ def test_without_move_or_uidplus_mail_is_copied_and_nothing_else_expunged(
         client.logout()
     assert len(imap.folder_uids("support", "Processed")) == 1
     assert bystander in imap.folder_uids("support", "INBOX")  # never expunged by us
+
+
+def test_a_fetch_formats_no_protocol_trace_unless_its_logger_shows_it(
+        imap_app: App, imap: Dovecot, caplog: pytest.LogCaptureFixture) -> None:
+    """imapclient turns imaplib's trace on, and imaplib then formats every response, bodies
+    included, for a logger that drops it: most of a backlog fetch's CPU. Off by default; on
+    with the protocol logger (``--debug``)."""
+    body = "打印机无法打印。\n" + "x" * 200_000 + "\n"
+    imap.append("support", messages.mail(body=body))
+    traced: list[str] = []
+    for level in (logging.INFO, logging.DEBUG):
+        with caplog.at_level(level, logger=imap_intake.PROTOCOL_LOG):
+            client = imap_intake.connect(spec_of(imap_app))
+            client._imap._mesg = lambda text, *_a: traced.append(text)  # what imaplib formats
+            client.select_folder(spec_of(imap_app).folder, readonly=True)
+            [uid] = client.search(["ALL"])
+            data = client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+            imap_intake.quiet_logout(client)
+        assert len(data) > 200_000
+        formatted = sum(len(t) for t in traced)
+        if level == logging.INFO:
+            assert formatted == 0
+        else:
+            assert formatted > 200_000  # the body's repr: the trace is back

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("directory", "routing", "classify", "fields", "readtime", "sla", "feedback"),
     ("tickets", "ticket_numbers", "models", "db", "migrations", "config", "addresses", "verp",
      "states", "intents", "outcomes", "errors", "clock", "blobs", "logs", "signatures", "memory",
+     "row_ids",
      "__init__"),
 )
 
