@@ -21,8 +21,6 @@ import smtplib
 import ssl
 import tempfile
 from collections.abc import Sequence
-from email import policy
-from email.parser import HeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 from types import TracebackType
@@ -93,13 +91,21 @@ class FileTransport:
         return {}
 
 
+# A To or Cc field of a header block, with its folded lines (RFC 5322 3.2.2)
+_ADDRESS_FIELD = re.compile(rb"^(?:to|cc)[ \t]*:(.*(?:\r?\n[ \t].*)*)",
+                            re.IGNORECASE | re.MULTILINE)
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+
+
 def _header_recipients(raw: bytes) -> set[str]:
     """The addresses of a mail's To and Cc (the whole mail's recipients)."""
+    end = raw.find(b"\r\n\r\n")
+    head = raw[:end] if end >= 0 else raw
     # Read as UTF-8: a mail to an internationalised address has UTF-8 headers (RFC 6532),
-    # whose addresses must compare equal to the envelope's.
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "surrogateescape")
-    headers = HeaderParser(policy=policy.compat32).parsestr(head, headersonly=True)
-    fields = [str(v) for name in ("to", "cc") for v in headers.get_all(name, [])]
+    # whose addresses must compare equal to the envelope's. Only the two fields are read
+    # (the mail is ours: one header block, no parser needed), each unfolded.
+    fields = [_FOLD.sub(b"", m.group(1)).decode("utf-8", "surrogateescape")
+              for m in _ADDRESS_FIELD.finditer(head)]
     return {address.strip().lower() for _, address in getaddresses(fields) if address}
 
 
