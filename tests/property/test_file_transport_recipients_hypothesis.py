@@ -31,9 +31,9 @@ name = st.one_of(st.just(""), st.text("张三李四王五 abcXYZ,\"().", max_siz
 ASCII = ["corp.example", "client.example", "x.co"]
 
 
-def field(draw: st.DrawFn, domains: list[str], utf8: bool, least: int) -> str:
+def field(data: st.DataObject, domains: list[str], utf8: bool, least: int) -> str:
     """One To or Cc value as a mail writer folds it: after a comma, when the line is long."""
-    people = draw(st.lists(st.tuples(name, local, st.sampled_from(domains)),
+    people = data.draw(st.lists(st.tuples(name, local, st.sampled_from(domains)),
                            min_size=least, max_size=12))
     parts = [formataddr((n, f"{u}@{d}"), charset="utf-8") if not utf8 else  # RFC 2047
              (f'"{quote(n)}" <{u}@{d}>' if n else f"{u}@{d}")          # RFC 6532
@@ -43,7 +43,7 @@ def field(draw: st.DrawFn, domains: list[str], utf8: bool, least: int) -> str:
         if n:
             out += ","
             line += 1
-            if line + len(part) > 70 or draw(st.booleans()):
+            if line + len(part) > 70 or data.draw(st.booleans()):
                 out += "\r\n "
                 line = 1
             else:
@@ -62,13 +62,13 @@ def test_the_recipients_read_are_what_the_parser_reads(utf8: bool, data: st.Data
     # an internationalised address only in a UTF-8 header (RFC 6532), as compose writes it
     domains = [*ASCII, "例子.example"] if utf8 else ASCII
     head = ["From: =?utf-8?b?5oqA5pyv5pSv5oyB?= <support@corp.example>",
-            f"To: {field(data.draw, domains, utf8, 1)}",
+            f"To: {field(data, domains, utf8, 1)}",
             f"Subject: {Header(subject, 'utf-8').encode()}",
             "X-To-Be-Ignored: to: nobody@else.example"]
     for _ in range(data.draw(st.integers(0, 2))):
         head.insert(data.draw(st.integers(1, len(head))),
                     f"{data.draw(st.sampled_from(['Cc', 'CC', 'To']))}: "
-                    f"{field(data.draw, domains, utf8, 1)}")
+                    f"{field(data, domains, utf8, 1)}")
     raw = "\r\n".join(head).encode() + b"\r\n\r\nTo: body@else.example\r\n"
     assert _header_recipients(raw) == by_the_parser(raw)
     assert "body@else.example" not in _header_recipients(raw)
