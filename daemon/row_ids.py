@@ -25,14 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Column, Integer, Table, event, func, inspect, select, text
+from sqlalchemy import Column, Engine, Integer, Table, event, func, inspect, select, text
 from sqlalchemy.orm import Mapper, Session, UOWTransaction
 
 _SEQUENCE_OF = text("SELECT pg_get_serial_sequence(:table, :column)")
 _NEXT_IDS = text("SELECT nextval(CAST(:sequence AS regclass)) FROM generate_series(1, :n)")
 _KEY_COLUMNS: dict[Mapper[Any], Column[Any] | None] = {}
-_SEQUENCES: dict[tuple[int, str], str] = {}
+# per engine (a test's throwaway schema has sequences of its own): table.column -> sequence
+_SEQUENCES: WeakKeyDictionary[Engine, dict[str, str]] = WeakKeyDictionary()
 
 
 def generated_key(mapper: Mapper[Any]) -> Column[Any] | None:
@@ -71,11 +73,10 @@ def hand_out(session: Session, objects: Sequence[object]) -> None:
     caller that needs an id before the flush (an outgoing mail naming attachments). Every
     other new row of their tables is numbered with them, so ids still follow the order in
     which rows were added."""
-    mappers = {inspect(obj).mapper for obj in objects}
+    classes = {type(obj) for obj in objects}
     by_mapper: dict[Mapper[Any], list[Any]] = {}
     for obj in session.new:
-        state = inspect(obj)
-        if state.mapper in mappers and _unnumbered(state):
+        if type(obj) in classes and _unnumbered(state := inspect(obj)):
             by_mapper.setdefault(state.mapper, []).append(state)
     for mapper, states in by_mapper.items():
         _give(session, mapper, states)
@@ -123,12 +124,12 @@ def next_ids(session: Session, column: Column[Any], n: int) -> list[int]:
     table = column.table
     assert isinstance(table, Table)
     if connection.dialect.name == "postgresql":
-        cache_key = (id(connection.engine), f"{table.name}.{column.name}")
-        sequence = _SEQUENCES.get(cache_key)
+        known = _SEQUENCES.setdefault(connection.engine, {})
+        sequence = known.get(f"{table.name}.{column.name}")
         if sequence is None:
             sequence = connection.execute(_SEQUENCE_OF, {"table": table.name,
                                                          "column": column.name}).scalar_one()
-            _SEQUENCES[cache_key] = sequence
+            known[f"{table.name}.{column.name}"] = sequence
         return sorted(connection.execute(_NEXT_IDS, {"sequence": sequence, "n": n}).scalars())
     # Ids handed out in this transaction and not written yet are above the table's largest.
     handed = _handed(session)

@@ -31,6 +31,9 @@ fi
 say "installing ticketd with test extras"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v 'is ignored' || true
 .venv/bin/python -c 'import daemon, aiosmtpd, psycopg, hypothesis' || die "python dependencies did not install"
+# Bytecode, as an installed package has it: the end-to-end tests start `ticketd` hundreds of
+# times, and with PYTHONDONTWRITEBYTECODE set each start would compile every module again.
+.venv/bin/python -m compileall -q daemon >/dev/null || true
 
 # 3. PostgreSQL at 127.0.0.1:5432 (user postgres, database test, trust auth)
 pg_up() { .venv/bin/python -c 'import psycopg; psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", connect_timeout=3).close()' 2>/dev/null; }

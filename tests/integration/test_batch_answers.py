@@ -42,8 +42,9 @@ ADDRESSES = ("a@x.example", "a+1@x.example", "b@x.example", "c@x.example", "d@y.
              "e@x.example", "ops1@corp.example")
 
 
-class Probe(Intake):
-    """Intake that, before each message, asks both ways and keeps what each said."""
+class Asking(Intake):
+    """Intake that calls :meth:`_ask_both` before each message, whichever way the batch is
+    written (together, or one savepoint a message)."""
 
     answers: list[tuple[str, object, object]]
 
@@ -56,6 +57,13 @@ class Probe(Intake):
                      mail: Prepared | ParsedMail | str) -> IntakeResult:
         self._ask_both(session)
         return super()._one_of_many(session, raw, mail)
+
+    def _ask_both(self, session: Session) -> None:
+        raise NotImplementedError
+
+
+class Probe(Asking):
+    """Intake that, before each message, asks both ways and keeps what each said."""
 
     def _ask_both(self, session: Session) -> None:
         now = self.app.clock.now()
@@ -150,22 +158,11 @@ def test_a_refused_batch_query_leaves_the_batch_to_per_message_answers(
     assert any("batch answers not primed" in r.getMessage() for r in caplog.records)
 
 
-class SeenProbe(Intake):
+class SeenProbe(Asking):
     """Intake that, before each message, asks the dedup question about every Message-ID of
     the batch both ways (from the batch's answers, and with one query)."""
 
     ids: tuple[str, ...] = ()
-    answers: list[tuple[str, object, object]]
-
-    def _one(self, session: Session, raw: RawMail,
-             mail: Prepared | ParsedMail | str) -> IntakeResult:
-        self._ask_both(session)
-        return super()._one(session, raw, mail)
-
-    def _one_of_many(self, session: Session, raw: RawMail,
-                     mail: Prepared | ParsedMail | str) -> IntakeResult:
-        self._ask_both(session)
-        return super()._one_of_many(session, raw, mail)
 
     def _ask_both(self, session: Session) -> None:
         for message_id in self.ids:
