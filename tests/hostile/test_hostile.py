@@ -79,8 +79,11 @@ def test_a_hostile_header_is_read_in_bounded_time_and_memory(
     raw = build()
     with measured() as cost:
         mail = parse(raw)
-    # before: 8-23 s of CPU each (parse alone); now well under a second
-    assert cost.cpu < 3.0, f"{name}: {cost.cpu:.2f} s"
+    # before: 8-23 s of CPU each (parse alone) on a machine twice as fast as some CI
+    # machines; now under a second there. 100,000 header fields took 2.6 s here on one of
+    # the slower machines, under tracemalloc and beside a test run: 3 s flaked, the blow-up
+    # this guards against is many times 6
+    assert cost.cpu < 6.0, f"{name}: {cost.cpu:.2f} s"
     assert cost.peak < 120 * MB, f"{name}: {cost.peak / MB:.0f} MB"
     assert any(defect in d for d in mail.defects), mail.defects
     assert mail.raw_size == len(raw)  # the raw bytes are kept whole
