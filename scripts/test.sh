@@ -58,4 +58,7 @@ say "ruff"; .venv/bin/ruff check daemon tests bench
 say "mypy"; .venv/bin/mypy daemon
 say "mypy (tests and bench, relaxed)"; .venv/bin/mypy --explicit-package-bases tests bench
 say "pytest"
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+# One test process per core (pytest-xdist): the suite is CPU-bound (the end-to-end tests start
+# ticketd, its workers and Dovecot), and every test has its own ports, schema and folders.
+workers=${TICKETD_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}
+exec .venv/bin/python -m pytest -p no:cacheprovider -n "$workers" "$@"
