@@ -169,17 +169,13 @@ def _stale_after_rollback(session: Session, _previous: Any) -> None:
 
 
 @contextmanager
-def unflushed(session: Session, concerns: Callable[[object], bool], *,
-              new: bool = True) -> Iterator[None]:
+def unflushed(session: Session, concerns: Callable[[object], bool]) -> Iterator[None]:
     """Queries inside read the database without writing the session's pending changes first
-    (no autoflush), unless a pending change could alter their answer: an object added,
-    changed or deleted but not written yet for which ``concerns(obj)`` is true. Intake writes
-    a whole batch in one flush; a lookup that cannot be about what the batch has not written
-    yet should not force it out message by message. ``new=False``: the caller answers
-    about new objects itself, so only changed and deleted ones count."""
-    pendings = (session.new, session.dirty, session.deleted) if new else (
-        session.dirty, session.deleted)
-    if any(concerns(obj) for pending in pendings for obj in pending):
+    (no autoflush), unless a change not written yet could alter their answer: an object
+    changed or deleted for which ``concerns(obj)`` is true. Objects added and not written
+    are the caller's to look at (a batch's new rows are answered from the session). Intake
+    writes a whole batch in one flush; a lookup should not force it out message by message."""
+    if any(concerns(obj) for pending in (session.dirty, session.deleted) for obj in pending):
         session.flush()
     with session.no_autoflush:
         yield

@@ -90,8 +90,7 @@ def _tickets_by_message_ids(session: Session, ids: tuple[str, ...],
             ours = direction == "out" or found.get(mid, (0, False))[1]
             found[mid] = (tid, ours)
 
-    with unflushed(session, lambda o: isinstance(o, Message) and o.message_id in wanted,
-                   new=False):
+    with unflushed(session, lambda o: isinstance(o, Message) and o.message_id in wanted):
         primed = threads.messages(session, ids)  # answered for the batch
         if primed is None:
             for mid, tid, direction in session.execute(

@@ -12,6 +12,7 @@ limit inside the batch, an address held after a bounce, and an unparseable messa
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +43,7 @@ ADDRESSES = ("a@x.example", "a+1@x.example", "b@x.example", "c@x.example", "d@y.
              "e@x.example", "ops1@corp.example")
 
 
-class Asking(Intake):
+class Asking(Intake, ABC):
     """Intake that calls :meth:`_ask_both` before each message, whichever way the batch is
     written (together, or one savepoint a message)."""
 
@@ -58,8 +59,9 @@ class Asking(Intake):
         self._ask_both(session)
         return super()._one_of_many(session, raw, mail)
 
+    @abstractmethod
     def _ask_both(self, session: Session) -> None:
-        raise NotImplementedError
+        """Ask the question both ways and keep both answers in :attr:`answers`."""
 
 
 class Probe(Asking):
