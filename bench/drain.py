@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -166,6 +167,75 @@ def database(kind: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
+class TreeCPU:
+    """CPU seconds of each process under ``pid`` (the parse worker, the composing worker,
+    the forkserver...), read from /proc every 20 ms while it runs: which process is busy,
+    which core is the bottleneck. A process's last reading stands for its total (up to 20 ms
+    of it may be missed)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _children(self) -> dict[int, list[int]]:
+        kids: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                parent = int(stat.rpartition(")")[2].split()[1])
+                kids.setdefault(parent, []).append(int(entry))
+        return kids
+
+    def _read(self, pid: int) -> None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return
+        cpu = (int(stat[11]) + int(stat[12])) / self._tick
+        known = self.seen.get(pid)
+        if known is not None:  # an exited process's command line reads empty
+            self.seen[pid] = (known[0], cpu)
+            return
+        parent = int(stat[1])
+        if "forkserver import main" in command and self.seen.get(parent, ("",))[0] == \
+                "forkserver":
+            role = "composing worker"
+        elif "forkserver import main" in command:
+            role = "forkserver"
+        elif "resource_tracker" in command:
+            role = "resource tracker"
+        elif "spawn_main" in command or "--multiprocessing-fork" in command:
+            role = "parse worker"
+        elif pid == self.pid:
+            role = "main"
+        else:
+            role = command[:40]
+        self.seen[pid] = (role, cpu)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            kids = self._children()
+            todo = [self.pid]
+            while todo:
+                pid = todo.pop()
+                self._read(pid)
+                todo.extend(kids.get(pid, []))
+
+    def report(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return ", ".join(f"{role} {cpu:.2f}" for role, cpu in
+                         sorted(self.seen.values(), key=lambda rc: -rc[1]) if cpu >= 0.05)
+
+
 def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
             repo: Path = REPO, batch_size: int | None = None, phases: bool = False
             ) -> tuple[float, float, int, float, float]:
@@ -211,6 +281,7 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
         started = time.monotonic()
         proc = subprocess.Popen(command, env=env, cwd=repo, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
+        watch = TreeCPU(proc.pid) if phases else None
         assert proc.stderr is not None
         err = proc.stderr.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -223,6 +294,8 @@ def ticketd(imap: Dovecot, user: str, db_kind: str, profile: Path | None,
         written = len(list((folder / "out").glob("*.eml")))
         if phases and (folder / "phases").exists():
             print((folder / "phases").read_text(), end="", flush=True)
+        if watch is not None:
+            print(f"CPU by process (s): {watch.report()}", flush=True)
         kib, main_cpu = peak.read_text().split() if peak.exists() else ("nan", "nan")
         return elapsed, int(kib) / 1024 if kib != "nan" else float("nan"), written, cpu, \
             float(main_cpu)

@@ -22,17 +22,18 @@ an :class:`email.message.EmailMessage` back; every header rule lives here:
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
+from email import contentmanager
 from email.generator import BytesGenerator
 from email.headerregistry import Address as HeaderAddress
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
-from email.policy import EmailPolicy
+from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime
 from io import BytesIO
 from types import MappingProxyType
@@ -159,13 +160,19 @@ def compose(
         msg[name] = value
     msg["MIME-Version"] = _Formatted("1.0")
 
-    _set_text(msg, rendered.text, "plain")
-    if rendered.html is not None:
-        alternative = EmailMessage(policy=_OUTGOING)
-        _set_text(alternative, rendered.html, "html")
-        msg.make_alternative()
-        msg.attach(alternative)
-        msg.set_boundary(_boundary())
+    if rendered.html is None:
+        _set_text(msg, rendered.text, "plain")
+    else:
+        # The parts as set_content and make_alternative build them, with the headers
+        # stored as written (each of those steps parses Content-Type again: most of the
+        # cost of composing a mail)
+        plain = EmailMessage(policy=msg.policy)
+        _set_text(plain, rendered.text, "plain")
+        html = EmailMessage(policy=_OUTGOING)
+        _set_text(html, rendered.html, "html")
+        msg["Content-Type"] = _Formatted(f'multipart/alternative;\n boundary="{_boundary()}"')
+        msg.attach(plain)
+        msg.attach(html)
     for attachment in attachments:
         maintype, subtype = _split_type(attachment.content_type)
         # The headers from the library (RFC 2231 file name), the base64 from one C call: the
@@ -196,8 +203,15 @@ class _OutgoingPolicy(EmailPolicy):
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
         if isinstance(value, _Formatted):
-            return name, str(value)
+            return name, value
         return super().header_store_parse(name, value)
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        # Read back (the generator asks for Content-Type's type and boundary several times
+        # a part): parsed once, as the library would parse it each time.
+        if isinstance(value, _Formatted):
+            return _fetched(name, str(value))
+        return super().header_fetch_parse(name, value)
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -218,10 +232,22 @@ class _HeaderClasses(HeaderRegistry):
 
 
 _HEADER_CLASSES = _HeaderClasses()
+
+
+@functools.lru_cache(maxsize=256)
+def _fetched(name: str, value: str) -> Any:
+    """A header compose stored as written, parsed as ``policy.default`` reads it back (header
+    objects are immutable; most of these repeat from mail to mail)."""
+    return _HEADER_CLASSES(name, "".join(value.splitlines()))
+# set_content's own choice and encoding of a text body (private to the library, so
+# tests/unit/test_compose.py checks _set_text against set_content itself)
+_ENCODE_TEXT: Callable[[str, str, str | None, Policy], tuple[str, str]] = \
+    contentmanager._encode_text  # type: ignore[attr-defined]
 _OUTGOING = _OutgoingPolicy(header_factory=_HEADER_CLASSES)
 _OUTGOING_UTF8 = _OutgoingPolicy(utf8=True, header_factory=_HEADER_CLASSES)
-_SMTP = policy.SMTP.clone(header_factory=_HEADER_CLASSES)
-_SMTPUTF8 = policy.SMTPUTF8.clone(header_factory=_HEADER_CLASSES)
+# policy.SMTP and SMTPUTF8 (the generator reads the headers back through its own policy)
+_SMTP = _OUTGOING.clone(linesep="\r\n")
+_SMTPUTF8 = _OUTGOING_UTF8.clone(linesep="\r\n")
 
 
 class _Writer(BytesGenerator):
@@ -363,7 +389,9 @@ def _set_text(part: EmailMessage, text: str, subtype: str) -> None:
     """UTF-8 text: base64 when mostly non-ASCII (Chinese), else quoted-printable or 7bit.
 
     Base64 carries the canonical CRLF line breaks (RFC 2046 §4.1.1); for the other encodings
-    the generator writes them.
+    the generator writes them. The headers and payload ``part.set_content(text,
+    subtype=subtype, charset="utf-8", cte=cte)`` makes (the library's own encoder chooses
+    and encodes), stored as written rather than parsed twice.
     """
     text = text.replace("\r\n", "\n")
     cte: str | None = None  # ASCII: 7bit, or quoted-printable for long lines
@@ -372,7 +400,10 @@ def _set_text(part: EmailMessage, text: str, subtype: str) -> None:
         cte = "base64" if wide * 8 > len(text) else "quoted-printable"
     if cte == "base64":
         text = text.replace("\n", "\r\n")
-    part.set_content(text, subtype=subtype, charset="utf-8", cte=cte)
+    cte, payload = _ENCODE_TEXT(text, "utf-8", cte, part.policy)
+    part["Content-Type"] = _Formatted(f'text/{subtype}; charset="utf-8"')
+    part.set_payload(payload)
+    part["Content-Transfer-Encoding"] = _Formatted(cte)
 
 
 __all__ = [

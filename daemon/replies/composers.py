@@ -24,12 +24,14 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from daemon.app import App
 from daemon.replies import templates
 from daemon.replies.templates import TemplateStore
 from daemon.replies.writer import Job, Unwritable, Written, write
+
+if TYPE_CHECKING:  # the worker process imports this module: no database, no SQLAlchemy
+    from daemon.app import App
 
 log = logging.getLogger("ticketd.outbox")
 

@@ -44,6 +44,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -70,14 +71,14 @@ from daemon.errors import (
     TransportUnavailable,
 )
 from daemon.logs import Outage
-from daemon.models import Message, OutboxBytes, OutboxMail, Ticket
+from daemon.models import Attachment, Message, OutboxBytes, OutboxMail, Ticket
 from daemon.outcomes import FlushReport
 from daemon.replies import brake, envelopes, kinds
 from daemon.replies.compose import thread_references
 from daemon.replies.composers import Composer, InProcess, WorkerPool
 from daemon.replies.readahead import ReadAhead
 from daemon.replies.transports import Transport, from_config
-from daemon.replies.writer import Job, Unwritable, Written, job_of
+from daemon.replies.writer import FileRef, Job, Unwritable, Written
 
 log = logging.getLogger("ticketd.outbox")
 
@@ -246,6 +247,49 @@ def _jobs(app: App, claimed: Sequence[Claim]) -> dict[int, Job]:
             OutboxMail.id.in_([c.id for c in claimed]), OutboxMail.size.is_(None),
             OutboxMail.variables.is_not(None)))
         return {row.id: job_of(app, session, row) for row in rows}
+
+
+def job_of(app: App, session: Session, row: OutboxMail) -> Job:
+    """The job of a row queued with a draft (``row.variables`` set, not written yet:
+    ``row.size`` NULL)."""
+    cfg = app.config
+    assert row.variables is not None, "a row queued with its bytes needs no writing"
+    return Job(
+        row_id=row.id, kind=row.kind, locale=row.locale or cfg.support.locale,
+        variables=dict(row.variables), zone=cfg.support.zone,
+        sender=Address(row.sender_name or cfg.support.name, row.sender),
+        to=_addresses(row.to_addresses), cc=_addresses(row.cc_addresses),
+        message_id=row.message_id, in_reply_to=row.in_reply_to,
+        references=tuple(row.thread_references or ()), date=row.created_at,
+        automatic=row.automatic, loop_header=(cfg.mail.loop_header, cfg.support.address),
+        files=_files(session, row.attachment_ids or (), cfg.mail.max_outgoing_bytes),
+        attachments_dir=str(app.attachments_dir), max_bytes=cfg.mail.max_outgoing_bytes,
+        templates_dir=str(cfg.templates.dir), default_locale=cfg.support.locale)
+
+
+def _addresses(stored: Sequence[Any] | None) -> tuple[Address, ...]:
+    return tuple(Address(str(a.get("name", "")), str(a["email"])) for a in stored or ())
+
+
+def _files(session: Session, ids: Sequence[int], max_bytes: int) -> tuple[FileRef, ...]:
+    """The attachments to embed, within the size cap (the mail names the others anyway)."""
+    if not ids:
+        return ()
+    rows = session.scalars(select(Attachment).where(Attachment.id.in_(list(ids)))
+                           .order_by(Attachment.id))
+    # base64 adds a third; a quarter of the cap is left for the text and the headers
+    budget = max_bytes * 3 // 4 * 3 // 4
+    files: list[FileRef] = []
+    for a in rows:
+        if a.skipped is not None:
+            continue
+        if a.size > budget:
+            log.info("attachment %s (%d bytes) left out: over [mail] max_outgoing_bytes",
+                     a.safe_filename, a.size)
+            continue
+        budget -= a.size
+        files.append(FileRef(a.safe_filename or a.filename, a.content_type, a.sha256))
+    return tuple(files)
 
 
 def _store(app: App, result: Written | Unwritable) -> bytes | None:

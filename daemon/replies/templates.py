@@ -46,12 +46,11 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import meta, nodes
 
 import daemon
-from daemon.app import App
 from daemon.errors import TemplateError
 from daemon.replies.filters import FILTERS, filesize, format_datetime
 from daemon.replies.kinds import KINDS, context_of, kind_class, sample, variables_of
@@ -74,6 +73,9 @@ from daemon.replies.versions import (
     render_problem,
     target_of,
 )
+
+if TYPE_CHECKING:  # a composing worker imports this module without the app's database
+    from daemon.app import App
 
 _LOG = logging.getLogger("ticketd.templates")
 

@@ -59,3 +59,44 @@ def test_any_line_breaks_in_a_body_are_written_as_the_library_writes_them(body: 
     container.make_mixed()
     container.preamble, container.epilogue = body, body
     assert to_bytes(container) == container.as_bytes(policy=policy.SMTP)
+
+
+def _library_text(part: EmailMessage, text: str, subtype: str) -> None:
+    """How compose set a text body before it stored the headers as written: the library's
+    ``set_content`` (the same choice of transfer encoding as compose._set_text)."""
+    text = text.replace("\r\n", "\n")
+    cte: str | None = None
+    if not text.isascii():
+        wide = sum(1 for c in text if ord(c) > 127)
+        cte = "base64" if wide * 8 > len(text) else "quoted-printable"
+    if cte == "base64":
+        text = text.replace("\n", "\r\n")
+    part.set_content(text, subtype=subtype, charset="utf-8", cte=cte)
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=TEXT, text=TEXT, html=st.none() | TEXT, name=NAME, utf8=st.booleans())
+def test_compose_writes_the_bytes_set_content_and_make_alternative_wrote(
+        subject: str, text: str, html: str | None, name: str, utf8: bool) -> None:
+    """compose builds its text parts and the multipart/alternative around them with the
+    headers stored as written (each library step parsed Content-Type again, most of the cost
+    of composing a mail); the bytes must be those of the library's own steps."""
+    to = Address(name, "dänglüe@example.com" if utf8 else "zhang.wei@example.com")
+    msg = build(RenderedMail(subject=subject or "s", text=text, html=html), to=[to])
+    library = EmailMessage(policy=msg.policy)
+    for field, value in msg.items():
+        if not field.lower().startswith("content-"):
+            library[field] = value
+    _library_text(library, text, "plain")
+    if html is not None:
+        alternative = EmailMessage(policy=policy.default)
+        _library_text(alternative, html, "html")
+        library.make_alternative()
+        library.attach(alternative)
+        boundary = msg.get_boundary()
+        assert boundary is not None
+        library.set_boundary(boundary)
+        del alternative["MIME-Version"]
+    as_library = library.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+    assert to_bytes(msg) == as_library
+    assert msg.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP) == as_library
