@@ -45,6 +45,7 @@ from daemon.intake.prepare import (
     Preparing,
     body_hash,
     content_hash,
+    hashes,
     prepare,
 )
 from daemon.intake.sources import RawMail
@@ -184,7 +185,7 @@ def decide(session: Session, app: App, mail: ParsedMail, raw: bytes,
     (:mod:`daemon.intake.prepare`); without them they are drawn here.
     """
     if prepared is None:
-        digest, body = content_hash(raw), body_hash(raw)
+        digest, body = hashes(raw)
         hit = rules.first_match(mail, rule_context(app))
     else:
         digest, body, hit = prepared.content_hash, prepared.body_hash, prepared.hit

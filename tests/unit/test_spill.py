@@ -103,7 +103,8 @@ def test_an_attached_message_streamed_keeps_its_subject_as_the_name() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"x"]), max_size=40),
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"x", b"\n\n", b"\r\n\r\n"]),
+                max_size=40),
        st.integers(min_value=1, max_value=8))
 def test_the_chunked_hashes_are_the_whole_copy_hashes(pieces: list[bytes], chunk: int) -> None:
     raw = b"".join(pieces)
@@ -114,5 +115,6 @@ def test_the_chunked_hashes_are_the_whole_copy_hashes(pieces: list[bytes], chunk
     prepare._HASH_CHUNK = chunk
     try:
         assert (prepare.content_hash(raw), prepare.body_hash(raw)) == (old_content, old_body)
+        assert prepare.hashes(raw) == (old_content, old_body)   # one pass for both
     finally:
         prepare._HASH_CHUNK = saved
