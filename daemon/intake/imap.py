@@ -37,6 +37,7 @@ from daemon.outcomes import IntakeResult, PollReport
 
 log = logging.getLogger("ticketd.imap")
 
+PARSE_AHEAD = 2  # batches fetched and parsing while one is written (small batches only)
 BATCH_BYTES = 20 * 1024 * 1024  # fetch at most this much mail per round trip (one big mail
                                 # still comes alone)
 
@@ -307,19 +308,24 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
         def small(index: int) -> bool:
             return plan[index][1] <= BATCH_BYTES // 2
 
-        coming = fetch(0) if plan else None
+        # The next batches (up to PARSE_AHEAD) are fetched and handed to the worker before
+        # this one is written, so they are parsed meanwhile and a batch that takes long to
+        # parse does not stop the writing; unless one of them has big attachments: a batch
+        # of those is never in memory beside another.
+        coming: dict[int, tuple[list[int], Pending] | None] = {}
         for index in range(len(plan)):
-            current = coming
-            # The next batch is fetched and handed to the worker before this one is written
-            # (so it is parsed meanwhile), unless either has big attachments: a batch of
-            # those is never in memory beside another.
-            fetched_next = index + 1 < len(plan) and small(index) and small(index + 1)
-            coming = fetch(index + 1) if fetched_next else None
+            if index not in coming:
+                coming[index] = fetch(index)
+            later = index + 1
+            while later < min(len(plan), index + 1 + PARSE_AHEAD) and small(index) \
+                    and small(later):
+                if later not in coming:
+                    coming[later] = fetch(later)
+                later += 1
+            current = coming.pop(index)
             if current is not None and not _ingest(app, intake, spec, client, report, known,
                                                    *current, stop):
                 return
-            if not fetched_next and index + 1 < len(plan):
-                coming = fetch(index + 1)
 
 
 def _fetched(client: IMAPClient, batch: list[int], spec: MailboxSpec,

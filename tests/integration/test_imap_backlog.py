@@ -79,3 +79,48 @@ def test_a_backlog_is_parsed_in_a_worker_and_each_mail_has_its_outcome(
             kinds = [m.kind for m in ticket.messages if m.direction == "in"]
             assert kinds == (["new", "follow-up"] if n in (*range(5), *range(100, 105))
                              else ["new"]), n
+
+
+def test_batches_are_fetched_ahead_of_the_one_written_never_beside_a_big_one(
+        imap_app: App, imap: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to PARSE_AHEAD small batches are fetched (and parsing) while one is written, so a
+    batch slow to parse does not stop the writing; a batch with big attachments is fetched
+    only once everything before it is written, and nothing after it until it is written."""
+    big_at = 6  # batches of 2: the fourth batch holds the big mail
+    for n in range(12):
+        files = [("big.bin", "application/octet-stream", bytes(60_000))] if n == big_at else None
+        imap.append("support", messages.mail(subject=f"ahead {n}", message_id=f"<a{n}@x>",
+                                             sender=f"u{n}@corp.example", attachments=files))
+    monkeypatch.setattr(imap_intake, "BATCH_BYTES", 100_000)  # small: up to 50,000 bytes
+    events: list[tuple[str, int]] = []
+    fetched, ingest = imap_intake._fetched, imap_intake._ingest
+
+    def fetching(client: object, batch: list[int], *rest: object) -> object:
+        events.append(("fetch", batch[0]))
+        return fetched(client, batch, *rest)  # type: ignore[arg-type]
+
+    def writing(*args: object) -> bool:
+        taken = args[6]
+        assert isinstance(taken, list)
+        events.append(("write", taken[0]))
+        return ingest(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imap_intake, "_fetched", fetching)
+    monkeypatch.setattr(imap_intake, "_ingest", writing)
+    report = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app, batch_size=2))
+    assert Counter(r.action for r in report.results) == {"created": 12}
+    firsts = sorted(uid for kind, uid in events if kind == "fetch")
+    batch = {uid: n for n, uid in enumerate(firsts)}   # first UID -> batch index
+    order = [(kind, batch[uid]) for kind, uid in events]
+    assert sorted(order) == sorted([("fetch", n) for n in range(6)] +
+                                   [("write", n) for n in range(6)])
+    when = {step: at for at, step in enumerate(order)}
+    big = big_at // 2
+    # small batches: the two after one are fetched before it is written
+    assert when[("fetch", 1)] < when[("fetch", 2)] < when[("write", 0)]
+    assert when[("fetch", 5)] < when[("write", 4)]
+    # the big batch: fetched after every earlier batch is written, nothing after it
+    # fetched before it is written
+    assert when[("fetch", big)] > when[("write", big - 1)]
+    assert when[("fetch", big + 1)] > when[("write", big)]
+    assert imap_intake.PARSE_AHEAD == 2
