@@ -303,7 +303,11 @@ def _poll(app: App, intake: Intake, spec: MailboxSpec, client: IMAPClient,
 
         def fetch(index: int) -> tuple[list[int], Pending] | None:
             fetched = _fetched(client, plan[index][0], spec, uidvalidity)
-            return None if fetched is None else (fetched[0], ahead.submit(fetched[1]))
+            # A batch of big attachments is parsed here: handing it to the worker would copy
+            # it twice more (pickled, then through the pipe) at the moment this process holds
+            # the most, and its parse is mostly streaming the attachments out anyway.
+            return None if fetched is None else (
+                fetched[0], ahead.submit(fetched[1], here=not small(index)))
 
         def small(index: int) -> bool:
             return plan[index][1] <= BATCH_BYTES // 2

@@ -92,10 +92,13 @@ class ParseAhead:
             # until it says it is ready, batches are parsed here rather than waited for.
             self._ready = self._pool.submit(_ready)
 
-    def submit(self, raws: Sequence[RawMail]) -> Pending:
-        if not PARSE_WHILE_STARTING and self._ready is not None:
+    def submit(self, raws: Sequence[RawMail], here: bool = False) -> Pending:
+        """The batch, handed to the worker (or parsed here: without a worker, while it
+        starts, or when asked: ``here``)."""
+        if not PARSE_WHILE_STARTING and self._ready is not None and not here:
             self.wait_ready(timeout=None)
-        if self._pool is not None and self._ready is not None and self._ready.done():
+        if not here and self._pool is not None and self._ready is not None \
+                and self._ready.done():
             try:
                 return Pending(raws, self._how,
                                self._pool.submit(parse_batch, list(raws), self._how))

@@ -107,6 +107,14 @@ def test_batches_are_fetched_ahead_of_the_one_written_never_beside_a_big_one(
 
     monkeypatch.setattr(imap_intake, "_fetched", fetching)
     monkeypatch.setattr(imap_intake, "_ingest", writing)
+    submit = parsing.ParseAhead.submit
+    read_here: list[tuple[int, bool]] = []
+
+    def submitting(self: parsing.ParseAhead, raws: list[object], here: bool = False) -> object:
+        read_here.append((len(raws), here))
+        return submit(self, raws, here)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parsing.ParseAhead, "submit", submitting)
     report = imap_intake.poll_once(imap_app, Intake(imap_app), spec_of(imap_app, batch_size=2))
     assert Counter(r.action for r in report.results) == {"created": 12}
     firsts = sorted(uid for kind, uid in events if kind == "fetch")
@@ -124,3 +132,5 @@ def test_batches_are_fetched_ahead_of_the_one_written_never_beside_a_big_one(
     assert when[("fetch", big)] > when[("write", big - 1)]
     assert when[("fetch", big + 1)] > when[("write", big)]
     assert imap_intake.PARSE_AHEAD == 2
+    # the big batch is parsed in this process, never handed to a worker
+    assert [here for _, here in read_here] == [n == big for n in range(6)]

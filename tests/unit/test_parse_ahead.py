@@ -154,3 +154,16 @@ def test_the_composing_worker_imports_no_database_code() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_a_batch_asked_to_be_read_here_never_goes_to_the_worker(tmp_path: Path) -> None:
+    """IMAP reads a batch of big attachments here: handing it over would copy it twice."""
+    raws, payload = batch()
+    store = BlobStore(tmp_path)
+    with ParseAhead(how(Reading(spill.StoreSink(store))), workers=1) as ahead:
+        assert ahead.wait_ready(timeout=120)
+        pending = ahead.submit(raws, here=True)
+        assert not pending.in_worker
+        mails = pending.result()
+    assert store.get(hashlib.sha256(payload).hexdigest()) == payload
+    assert summary(mails) == summary(parse_batch(raws, how()))
